@@ -1,0 +1,7 @@
+//! Health, readiness and metrics over HTTP (`/healthz`, `/readyz`, `/metrics`).
+
+mod http;
+mod metrics;
+
+pub use http::{AdminServer, Health};
+pub use metrics::{DnsMetrics, Metrics, SourceMetrics};

@@ -1,0 +1,339 @@
+//! Wiring: builds the parts from a validated configuration, runs them, shuts them down in
+//! order (readiness off, DNS listeners, sources, admin last). A second signal aborts.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::admin::{AdminServer, Health, Metrics, SourceMetrics};
+use crate::cli::{Cli, Command};
+use crate::config::{CheckConfig, ConfigError, ServeConfig};
+use crate::controller::IdentityTable;
+use crate::dns::{Authority, DnsServer, ListenerConfig};
+use crate::index::{self, IndexConfig, Snapshot};
+use crate::source::leases::{LeaseError, LeaseStore};
+use crate::source::manifests::{self, ManifestError};
+use crate::source::{ManifestSource, Publish, embedded};
+
+/// Process exit codes.
+pub const EXIT_INVALID: u8 = 2;
+pub const EXIT_ABORTED: u8 = 130;
+
+/// Errors that map to a particular exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("aborted by a second signal during shutdown")]
+    Aborted,
+}
+
+/// The exit code for an error returned by [`run`].
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<AppError>() {
+        Some(AppError::Config(_)) => EXIT_INVALID,
+        Some(AppError::Aborted) => EXIT_ABORTED,
+        None => 1,
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Serve(args) => {
+            let cfg = ServeConfig::from_args(&args).map_err(AppError::from)?;
+            serve(cfg).await.map(|()| 0)
+        }
+        Command::Check(args) => {
+            let cfg = CheckConfig::from_args(&args).map_err(AppError::from)?;
+            Ok(check(&cfg, &mut std::io::stdout().lock()))
+        }
+    }
+}
+
+/// Builds snapshots from loaded tables and publishes them to the DNS handler.
+struct SnapshotPublisher {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    index: IndexConfig,
+    generation: u64,
+    serial: u32,
+    metrics: Arc<SourceMetrics>,
+    health: Arc<Health>,
+}
+
+impl Publish for SnapshotPublisher {
+    fn loaded(&mut self, tables: Vec<IdentityTable>, namespaces: BTreeSet<String>) {
+        self.generation += 1;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.serial = (now as u32).max(self.serial.wrapping_add(1));
+        let snap = index::build(
+            &tables,
+            &namespaces,
+            &self.index,
+            self.generation,
+            self.serial,
+        );
+        self.metrics.snapshot(self.generation, &snap.stats);
+        info!(
+            generation = self.generation,
+            serial = self.serial,
+            names = snap.stats.names,
+            records = snap.stats.records,
+            "snapshot published"
+        );
+        self.snapshot.store(Arc::new(snap));
+        self.metrics.reloads.inc();
+        self.metrics.last_reload_seconds.set(now as f64);
+        self.health.set_loaded();
+    }
+
+    fn rejected(&mut self, _errors: &[ManifestError]) {
+        self.metrics.reload_errors.inc();
+    }
+
+    fn lease_write_failed(&mut self, _error: &LeaseError) {
+        self.metrics.lease_write_errors.inc();
+    }
+}
+
+async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
+    // A path that does not exist is a wrong flag, not a bad edit: fail at once.
+    manifests::manifest_files(&cfg.manifests).map_err(|errors| {
+        anyhow::anyhow!(
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+        .context("--manifests")
+    })?;
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let index_cfg = IndexConfig {
+        zone: cfg.zone.clone(),
+        ttl: cfg.ttl,
+        negative_ttl: cfg.negative_ttl,
+        ns_addresses: cfg.advertise.clone(),
+    };
+    let snapshot = Arc::new(ArcSwap::from_pointee(index::placeholder(&index_cfg)));
+    let leases = LeaseStore::open(&cfg.state_dir, cfg.pod_cidr).context("--state-dir")?;
+
+    let authority = Authority::new(snapshot.clone(), metrics.dns.clone(), cfg.max_udp_payload);
+    let listener = ListenerConfig {
+        addr: cfg.listen,
+        tcp_idle_timeout: cfg.tcp_idle_timeout,
+    };
+    let dns = DnsServer::bind(authority, &listener)
+        .await
+        .with_context(|| format!("cannot listen for DNS on {}", cfg.listen))?;
+    let admin = AdminServer::bind(cfg.admin, health.clone(), metrics.clone())
+        .await
+        .with_context(|| format!("cannot listen for admin HTTP on {}", cfg.admin))?;
+    info!(dns = %dns.local_addr(), admin = %admin.local_addr()?, zone = %cfg.zone, "listening");
+
+    let publisher = SnapshotPublisher {
+        snapshot,
+        index: index_cfg,
+        generation: 0,
+        serial: 0,
+        metrics: metrics.source.clone(),
+        health: health.clone(),
+    };
+    let mut source = ManifestSource::new(cfg.manifests.clone(), leases, publisher);
+    if !tokio::task::block_in_place(|| source.reload()) {
+        warn!("the manifests are invalid: answering SERVFAIL and not ready until they are fixed");
+    }
+
+    let dns_token = CancellationToken::new();
+    let source_token = CancellationToken::new();
+    let admin_token = CancellationToken::new();
+    let mut dns_task = tokio::spawn(dns.run(dns_token.clone()).instrument(info_span!("dns")));
+    let mut source_task = tokio::spawn(
+        source
+            .run(source_token.clone())
+            .instrument(info_span!("source")),
+    );
+    let mut admin_task = tokio::spawn(
+        admin
+            .run(admin_token.clone())
+            .instrument(info_span!("admin")),
+    );
+
+    // Run until a signal or a part failing on its own.
+    let mut failure: Option<anyhow::Error> = None;
+    tokio::select! {
+        signal = shutdown_signal() => info!(%signal, "shutting down"),
+        r = &mut dns_task => failure = Some(joined(r, "DNS listeners").err().unwrap_or_else(|| anyhow::anyhow!("DNS listeners stopped"))),
+        r = &mut source_task => failure = Some(joined(r, "manifest watch").err().unwrap_or_else(|| anyhow::anyhow!("manifest watch stopped"))),
+        r = &mut admin_task => failure = Some(joined(r.map(|r| r.map_err(anyhow::Error::from)), "admin server").err().unwrap_or_else(|| anyhow::anyhow!("admin server stopped"))),
+    }
+    if let Some(e) = &failure {
+        error!(error = %format!("{e:#}"), "a part failed; shutting down");
+    }
+
+    let orderly = async {
+        health.set_shutting_down();
+        dns_token.cancel();
+        if !dns_task.is_finished() {
+            let _ = joined(dns_task.await, "DNS listeners");
+        }
+        source_token.cancel();
+        if !source_task.is_finished() {
+            let _ = joined(source_task.await, "manifest watch");
+        }
+        admin_token.cancel();
+        if !admin_task.is_finished() {
+            let _ = admin_task.await;
+        }
+    };
+    tokio::select! {
+        () = orderly => {}
+        signal = shutdown_signal() => {
+            warn!(%signal, "second signal: aborting");
+            return Err(AppError::Aborted.into());
+        }
+    }
+    info!("shutdown complete");
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn joined(r: Result<anyhow::Result<()>, tokio::task::JoinError>, what: &str) -> anyhow::Result<()> {
+    match r {
+        Ok(inner) => inner.with_context(|| what.to_string()),
+        Err(e) => Err(anyhow::anyhow!("{what} task failed: {e}")),
+    }
+}
+
+/// SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            },
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "interrupt"
+    }
+}
+
+/// `petdns check`: prints the identity table and returns the exit code.
+pub fn check(cfg: &CheckConfig, out: &mut dyn Write) -> u8 {
+    let objects = match manifests::load(&cfg.manifests) {
+        Ok(o) => o,
+        Err(errors) => {
+            for e in &errors {
+                let _ = writeln!(out, "error: {e}");
+            }
+            let _ = writeln!(out, "{} error(s); nothing loaded", errors.len());
+            return EXIT_INVALID;
+        }
+    };
+    let mut leases = match &cfg.state_dir {
+        Some(dir) => LeaseStore::open_read_only(dir, cfg.pod_cidr),
+        None => LeaseStore::in_memory(cfg.pod_cidr),
+    };
+    let tables = match embedded::tables(&objects, &mut leases) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = writeln!(out, "error: {e}");
+            return EXIT_INVALID;
+        }
+    };
+    let _ = write_table(&tables, out);
+    0
+}
+
+fn write_table(tables: &[IdentityTable], out: &mut dyn Write) -> std::io::Result<()> {
+    let header = [
+        "NAMESPACE",
+        "SET",
+        "ORDINAL",
+        "POD",
+        "STATE",
+        "ADDRESSES",
+        "PUBLISHED",
+    ];
+    let mut rows: Vec<[String; 7]> = Vec::new();
+    for t in tables {
+        for i in &t.identities {
+            let addrs = if i.addresses.is_empty() {
+                "-".to_string()
+            } else {
+                i.addresses
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            rows.push([
+                t.namespace.clone(),
+                t.stateful_set.clone(),
+                i.ordinal.to_string(),
+                i.pod.clone(),
+                i.state.to_string(),
+                addrs,
+                if i.published { "yes" } else { "no" }.to_string(),
+            ]);
+        }
+    }
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r.iter()) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = |cells: &[&str]| {
+        cells
+            .iter()
+            .zip(widths.iter())
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    writeln!(out, "{}", line(&header))?;
+    for r in &rows {
+        writeln!(
+            out,
+            "{}",
+            line(&r.iter().map(String::as_str).collect::<Vec<_>>())
+        )?;
+    }
+    for t in tables {
+        for c in t.problems() {
+            writeln!(
+                out,
+                "warning: {}/{}: {}: {}",
+                t.namespace, t.stateful_set, c.reason, c.message
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! Command-line flags (raw), each with a `PETDNS_*` environment fallback. Validation into
+//! typed configuration happens in [`crate::config`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::Cidr;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "petdns",
+    version,
+    about = "DNS for StatefulSet identities and headless Services",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, env = "PETDNS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve DNS for the StatefulSets in Kubernetes manifests, reloading them on change.
+    Serve(ServeArgs),
+    /// Validate manifests and print the identity table; exit 2 with every error.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Manifest file or directory (repeatable; the env var takes a comma-separated list).
+    #[arg(
+        long = "manifests",
+        value_name = "PATH",
+        env = "PETDNS_MANIFESTS",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub manifests: Vec<PathBuf>,
+
+    /// DNS address, UDP and TCP (port 0 picks a free port).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "PETDNS_LISTEN",
+        default_value = "127.0.0.1:5353"
+    )]
+    pub listen: SocketAddr,
+
+    /// The cluster domain served.
+    #[arg(long, env = "PETDNS_ZONE", default_value = "cluster.local")]
+    pub zone: String,
+
+    /// TTL of answers, in seconds.
+    #[arg(long, env = "PETDNS_TTL", default_value_t = 5)]
+    pub ttl: u32,
+
+    /// TTL of negative answers (SOA TTL and MINIMUM), in seconds.
+    #[arg(long, env = "PETDNS_NEGATIVE_TTL", default_value_t = 5)]
+    pub negative_ttl: u32,
+
+    /// Prefix addresses of materialised pods are leased from (IPv4 or IPv6).
+    #[arg(
+        long,
+        value_name = "CIDR",
+        env = "PETDNS_POD_CIDR",
+        default_value = "10.244.0.0/16"
+    )]
+    pub pod_cidr: Cidr,
+
+    /// Where address leases are kept [default: $XDG_STATE_HOME/petdns, else ~/.local/state/petdns].
+    #[arg(long, value_name = "DIR", env = "PETDNS_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Admin HTTP address: /healthz, /readyz, /metrics (port 0 picks a free port).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "PETDNS_ADMIN",
+        default_value = "127.0.0.1:9153"
+    )]
+    pub admin: SocketAddr,
+
+    /// Address answered for ns.dns.<zone> (repeatable) [default: the --listen address unless unspecified].
+    #[arg(
+        long,
+        value_name = "IP",
+        env = "PETDNS_ADVERTISE",
+        value_delimiter = ','
+    )]
+    pub advertise: Vec<IpAddr>,
+
+    /// Largest UDP response, and the EDNS payload size advertised.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "PETDNS_MAX_UDP_PAYLOAD",
+        default_value_t = 1232
+    )]
+    pub max_udp_payload: u16,
+
+    /// Seconds an idle TCP connection is kept open.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "PETDNS_TCP_IDLE_TIMEOUT",
+        default_value_t = 10
+    )]
+    pub tcp_idle_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Manifest file or directory (repeatable; the env var takes a comma-separated list).
+    #[arg(
+        long = "manifests",
+        value_name = "PATH",
+        env = "PETDNS_MANIFESTS",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub manifests: Vec<PathBuf>,
+
+    /// Prefix addresses of materialised pods are leased from.
+    #[arg(
+        long,
+        value_name = "CIDR",
+        env = "PETDNS_POD_CIDR",
+        default_value = "10.244.0.0/16"
+    )]
+    pub pod_cidr: Cidr,
+
+    /// Lease directory to read (never written by check) [default: as for serve].
+    #[arg(long, value_name = "DIR", env = "PETDNS_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}

@@ -1,0 +1,17 @@
+//! Identity reconciliation: the StatefulSet rules of `identity.md` as one pure function.
+//!
+//! [`reconcile`] turns a StatefulSet, its governing Service, its pods and the nodes into an
+//! [`IdentityTable`]. The embedded source and (later) the cluster controller both call it, so
+//! the rules live in exactly one place.
+
+mod identity;
+mod reconcile;
+
+pub use identity::{
+    Condition, ConditionStatus, Identity, IdentityState, IdentityTable, Ordinals, PortSpec,
+    SrvPriority,
+};
+pub use reconcile::{
+    CLAIM_SEPARATOR, POD_INDEX_LABEL, POD_NAME_LABEL, REVISION_LABEL, SRV_PRIORITY_ANNOTATION,
+    parent_and_ordinal, reconcile,
+};

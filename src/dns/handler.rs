@@ -1,0 +1,230 @@
+//! Answers one question from the current [`Snapshot`].
+//!
+//! The query path loads the snapshot once, does one hash lookup on the lower-cased name (hickory
+//! lowers it while parsing) and copies prepared records out. Owner names of answers take the
+//! question's case, so 0x20 case randomisation survives.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::HINFO;
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use tracing::debug;
+
+use crate::admin::DnsMetrics;
+use crate::index::{Lookup, Snapshot, Zone};
+
+/// The largest UDP payload petdns sends and advertises (DNS Flag Day 2020).
+pub const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1232;
+const HEADER_LEN: usize = 12;
+const OPT_LEN: usize = 11;
+
+/// The request handler behind every listener.
+pub struct Authority {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    metrics: Arc<DnsMetrics>,
+    max_udp_payload: u16,
+}
+
+impl Authority {
+    pub fn new(
+        snapshot: Arc<ArcSwap<Snapshot>>,
+        metrics: Arc<DnsMetrics>,
+        max_udp_payload: u16,
+    ) -> Self {
+        Authority {
+            snapshot,
+            metrics,
+            max_udp_payload: max_udp_payload.max(512),
+        }
+    }
+}
+
+/// What the handler decided, before encoding.
+struct Answer<'a> {
+    rcode: ResponseCode,
+    authoritative: bool,
+    truncated: bool,
+    answers: Vec<Record>,
+    additionals: &'a [Record],
+    soa: Option<Record>,
+}
+
+impl<'a> Answer<'a> {
+    fn error(rcode: ResponseCode) -> Self {
+        Answer {
+            rcode,
+            authoritative: false,
+            truncated: false,
+            answers: Vec::new(),
+            additionals: &[],
+            soa: None,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Authority {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let snapshot = self.snapshot.load();
+        let client_edns = request.edns.as_ref();
+        // Our OPT: version 0, the payload we will use (the client's, within [512, cap]).
+        let response_edns = client_edns.map(|e| {
+            let mut ours = Edns::new();
+            ours.set_max_payload(e.max_payload().clamp(512, self.max_udp_payload));
+            ours.set_version(0);
+            ours
+        });
+        let udp_limit = match (&response_edns, request.protocol()) {
+            (_, Protocol::Tcp) => u16::MAX as usize,
+            (Some(e), _) => e.max_payload() as usize,
+            (None, _) => 512,
+        };
+
+        let (qtype, answer) = decide(&snapshot, request, udp_limit);
+        self.metrics.query(qtype, answer.rcode);
+
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.response_code = answer.rcode;
+        metadata.authoritative = answer.authoritative;
+        metadata.truncation = answer.truncated;
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if let Some(e) = response_edns.as_ref() {
+            builder.edns(e);
+        }
+        let response = builder.build(
+            metadata,
+            answer.answers.iter(),
+            std::iter::empty(),
+            answer.soa.iter(),
+            answer.additionals.iter(),
+        );
+        match response_handle.send_response(response).await {
+            Ok(info) => info,
+            Err(error) => {
+                debug!(%error, "could not send a response");
+                let mut metadata = Metadata::response_from_request(&request.metadata);
+                metadata.response_code = ResponseCode::ServFail;
+                ResponseInfo::from(Header {
+                    metadata,
+                    counts: HeaderCounts::default(),
+                })
+            }
+        }
+    }
+}
+
+/// Decides the answer to one request; returns the question type for metrics.
+fn decide<'s>(
+    snapshot: &'s Snapshot,
+    request: &Request,
+    udp_limit: usize,
+) -> (RecordType, Answer<'s>) {
+    if request.metadata.op_code != OpCode::Query {
+        return (RecordType::Unknown(0), Answer::error(ResponseCode::NotImp));
+    }
+    if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+        return (RecordType::Unknown(0), Answer::error(ResponseCode::BADVERS));
+    }
+    let Ok(info) = request.request_info() else {
+        // Zero or several questions.
+        return (RecordType::Unknown(0), Answer::error(ResponseCode::FormErr));
+    };
+    let query = info.query;
+    let qtype = query.query_type();
+    if query.query_class() != DNSClass::IN {
+        return (qtype, Answer::error(ResponseCode::Refused));
+    }
+    if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+        return (qtype, Answer::error(ResponseCode::Refused));
+    }
+    let qname = query.original().name();
+    let negative = |rcode: ResponseCode, zone: &Zone| Answer {
+        rcode,
+        authoritative: rcode != ResponseCode::ServFail,
+        truncated: false,
+        answers: Vec::new(),
+        additionals: &[],
+        soa: Some(owned_by(&zone.soa, zone_in_query_case(qname, zone))),
+    };
+    let answer = match snapshot.lookup(query.name(), qtype) {
+        Lookup::Refused => Answer::error(ResponseCode::Refused),
+        Lookup::NotLoaded(zone) => negative(ResponseCode::ServFail, zone),
+        Lookup::NxDomain(zone) => negative(ResponseCode::NXDomain, zone),
+        Lookup::NoData(zone) => negative(ResponseCode::NoError, zone),
+        Lookup::AnyExists(_) => Answer {
+            rcode: ResponseCode::NoError,
+            authoritative: true,
+            truncated: false,
+            // RFC 8482 section 4.2: one synthesised HINFO instead of every record set.
+            answers: vec![Record::from_rdata(
+                qname.clone(),
+                3600,
+                RData::HINFO(HINFO::new("RFC8482".into(), String::new())),
+            )],
+            additionals: &[],
+            soa: None,
+        },
+        Lookup::Found(_, rrset) => {
+            // Whole record sets only: glue goes first, then the answer, when they do not fit.
+            // A name in the question's case may compress less well than the lower-case name the
+            // sizes were measured with, by at most one copy of that name.
+            let fixed = HEADER_LEN
+                + qname.len()
+                + 1
+                + 4
+                + qname.len()
+                + 1
+                + if request.edns.is_some() { OPT_LEN } else { 0 };
+            let with_answers = fixed + rrset.answers_len;
+            let (answers, additionals, truncated) =
+                if with_answers + rrset.additionals_len <= udp_limit {
+                    (
+                        owned_all(&rrset.answers, qname),
+                        &rrset.additionals[..],
+                        false,
+                    )
+                } else if with_answers <= udp_limit {
+                    (owned_all(&rrset.answers, qname), &[][..], true)
+                } else {
+                    (Vec::new(), &[][..], true)
+                };
+            Answer {
+                rcode: ResponseCode::NoError,
+                authoritative: true,
+                truncated,
+                answers,
+                additionals,
+                soa: None,
+            }
+        }
+    };
+    (qtype, answer)
+}
+
+/// The records with their owner set to the question's spelling of the name.
+fn owned_all(records: &[Record], owner: &Name) -> Vec<Record> {
+    records.iter().map(|r| owned_by(r, owner.clone())).collect()
+}
+
+fn owned_by(record: &Record, owner: Name) -> Record {
+    let mut r = record.clone();
+    r.name = owner;
+    r
+}
+
+/// The zone apex as the question spelled it (`CLUSTER.local.` for `web-0.nginx.default.svc.CLUSTER.local.`).
+fn zone_in_query_case(qname: &Name, zone: &Zone) -> Name {
+    let mut n = qname.trim_to(zone.num_labels);
+    n.set_fqdn(true);
+    n
+}

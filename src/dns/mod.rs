@@ -1,0 +1,8 @@
+//! The DNS authority: a hickory `RequestHandler` answering from the current index snapshot,
+//! and the UDP/TCP listeners that feed it.
+
+mod handler;
+mod server;
+
+pub use handler::{Authority, DEFAULT_MAX_UDP_PAYLOAD};
+pub use server::{DnsServer, ListenerConfig};

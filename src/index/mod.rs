@@ -1,0 +1,11 @@
+//! Record index: identity tables in, an immutable [`Snapshot`] of prepared answers out.
+//!
+//! Everything a query needs is computed here when data changes: the record sets per name and
+//! type, their glue, their encoded sizes (for whole-RRset truncation) and the set of existing
+//! names (so NXDOMAIN versus NODATA is one hash lookup). The query path only reads.
+
+mod build;
+mod snapshot;
+
+pub use build::{IndexConfig, SCHEMA_VERSION, build, placeholder};
+pub use snapshot::{Lookup, NameEntry, RrSet, Snapshot, SnapshotStats, Zone};

@@ -1,0 +1,511 @@
+//! Reading Kubernetes manifests: multi-document YAML (or JSON) files and directories.
+//!
+//! Every document is parsed on its own so that an error names its file and line and every
+//! bad document is reported, not only the first. Kinds other than Namespace, Service,
+//! StatefulSet, Pod and Node are skipped; `kind: List` (what `kubectl get -o yaml` prints) is
+//! unpacked.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tracing::debug;
+
+/// Namespaces every cluster has.
+pub const BUILTIN_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// One problem in the input, with where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestError {
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem is the file as a whole.
+    pub line: usize,
+    pub reason: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "{}:{}: {}", self.file.display(), self.line, self.reason)
+        } else {
+            write!(f, "{}: {}", self.file.display(), self.reason)
+        }
+    }
+}
+
+/// The objects read from the manifests, keyed as the API server would key them.
+#[derive(Clone, Debug, Default)]
+pub struct Objects {
+    pub namespaces: BTreeSet<String>,
+    pub services: BTreeMap<(String, String), Service>,
+    pub stateful_sets: BTreeMap<(String, String), StatefulSet>,
+    pub pods: BTreeMap<(String, String), Pod>,
+    pub nodes: BTreeMap<String, Node>,
+}
+
+impl Objects {
+    /// Every namespace that exists: the built-in ones, Namespace objects, and the namespaces
+    /// the other objects live in.
+    pub fn all_namespaces(&self) -> BTreeSet<String> {
+        let mut out: BTreeSet<String> = BUILTIN_NAMESPACES.iter().map(|s| s.to_string()).collect();
+        out.extend(self.namespaces.iter().cloned());
+        out.extend(self.services.keys().map(|k| k.0.clone()));
+        out.extend(self.stateful_sets.keys().map(|k| k.0.clone()));
+        out.extend(self.pods.keys().map(|k| k.0.clone()));
+        out
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TypeMeta {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    api_version: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListItems {
+    #[serde(default)]
+    items: Vec<serde_json::Value>,
+}
+
+/// The files a set of paths names: files as given, directories' `*.yaml`, `*.yml` and
+/// `*.json` entries (not recursive, as `kubectl apply -f DIR`), in name order.
+pub fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Vec<ManifestError>> {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => match std::fs::read_dir(path) {
+                Ok(entries) => {
+                    let mut found: Vec<PathBuf> = entries
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| is_manifest_name(p) && p.is_file())
+                        .collect();
+                    found.sort();
+                    files.extend(found);
+                }
+                Err(e) => errors.push(whole_file(path, format!("cannot list directory: {e}"))),
+            },
+            Ok(_) => files.push(path.clone()),
+            Err(e) => errors.push(whole_file(path, format!("cannot read: {e}"))),
+        }
+    }
+    if errors.is_empty() {
+        Ok(files)
+    } else {
+        Err(errors)
+    }
+}
+
+/// True for names a directory load picks up (editor swap and backup files are not).
+pub fn is_manifest_name(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    !name.starts_with('.')
+        && [".yaml", ".yml", ".json"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
+}
+
+/// Loads every object of `paths`. Errors are collected across all files.
+pub fn load(paths: &[PathBuf]) -> Result<Objects, Vec<ManifestError>> {
+    let files = manifest_files(paths)?;
+    let mut objects = Objects::default();
+    let mut errors = Vec::new();
+    let mut seen: BTreeMap<String, (PathBuf, usize)> = BTreeMap::new();
+    for file in &files {
+        match std::fs::read_to_string(file) {
+            Ok(text) => parse_into(file, &text, &mut objects, &mut seen, &mut errors),
+            Err(e) => errors.push(whole_file(file, format!("cannot read: {e}"))),
+        }
+    }
+    if errors.is_empty() {
+        Ok(objects)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Parses one file's text into `objects`.
+pub fn parse_into(
+    file: &Path,
+    text: &str,
+    objects: &mut Objects,
+    seen: &mut BTreeMap<String, (PathBuf, usize)>,
+    errors: &mut Vec<ManifestError>,
+) {
+    for (first_line, doc) in split_documents(text) {
+        let err = |line: usize, reason: String| ManifestError {
+            file: file.to_path_buf(),
+            line,
+            reason,
+        };
+        if doc.lines().all(|l| {
+            let t = l.trim();
+            t.is_empty() || t.starts_with('#')
+        }) {
+            continue;
+        }
+        let meta: TypeMeta = match serde_saphyr::from_str(doc) {
+            Ok(m) => m,
+            Err(e) => {
+                let (line, reason) = describe(&e);
+                errors.push(err(first_line + line.saturating_sub(1), reason));
+                continue;
+            }
+        };
+        let Some(kind) = meta.kind else {
+            errors.push(err(first_line, "document has no `kind`".into()));
+            continue;
+        };
+        if kind == "List" {
+            let list: ListItems = match serde_saphyr::from_str(doc) {
+                Ok(l) => l,
+                Err(e) => {
+                    let (line, reason) = describe(&e);
+                    errors.push(err(first_line + line.saturating_sub(1), reason));
+                    continue;
+                }
+            };
+            for (i, item) in list.items.into_iter().enumerate() {
+                let item_kind = item
+                    .get("kind")
+                    .and_then(|k| k.as_str())
+                    .unwrap_or("")
+                    .to_string();
+                let added = add_value(&item_kind, item, objects)
+                    .map(|key| key.map(|k| record_seen(seen, k, file, first_line, errors)));
+                if let Err(reason) = added {
+                    errors.push(err(
+                        first_line,
+                        format!("List item {i} ({item_kind}): {reason}"),
+                    ));
+                }
+            }
+            continue;
+        }
+        let added = match kind.as_str() {
+            "Namespace" => typed::<Namespace>(doc).and_then(|o| add_namespace(o, objects)),
+            "Service" => typed::<Service>(doc).and_then(|o| add_service(o, objects)),
+            "StatefulSet" => typed::<StatefulSet>(doc).and_then(|o| add_stateful_set(o, objects)),
+            "Pod" => typed::<Pod>(doc).and_then(|o| add_pod(o, objects)),
+            "Node" => typed::<Node>(doc).and_then(|o| add_node(o, objects)),
+            other => {
+                debug!(file = %file.display(), line = first_line, kind = other, api_version = ?meta.api_version, "skipping a kind petdns does not use");
+                continue;
+            }
+        };
+        match added {
+            Ok(key) => record_seen(seen, key, file, first_line, errors),
+            Err((line, reason)) => errors.push(err(
+                first_line + line.saturating_sub(1),
+                format!("{kind}: {reason}"),
+            )),
+        }
+    }
+}
+
+fn record_seen(
+    seen: &mut BTreeMap<String, (PathBuf, usize)>,
+    key: String,
+    file: &Path,
+    line: usize,
+    errors: &mut Vec<ManifestError>,
+) {
+    if let Some((f, l)) = seen.get(&key) {
+        errors.push(ManifestError {
+            file: file.to_path_buf(),
+            line,
+            reason: format!("{key} is defined again (first at {}:{l})", f.display()),
+        });
+    } else {
+        seen.insert(key, (file.to_path_buf(), line));
+    }
+}
+
+type Added = Result<String, (usize, String)>;
+
+fn typed<T: DeserializeOwned>(doc: &str) -> Result<T, (usize, String)> {
+    serde_saphyr::from_str::<T>(doc).map_err(|e| describe(&e))
+}
+
+fn add_value(
+    kind: &str,
+    value: serde_json::Value,
+    objects: &mut Objects,
+) -> Result<Option<String>, String> {
+    fn conv<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, (usize, String)> {
+        serde_json::from_value(v).map_err(|e| (0, e.to_string()))
+    }
+    let r = match kind {
+        "Namespace" => conv::<Namespace>(value).and_then(|o| add_namespace(o, objects)),
+        "Service" => conv::<Service>(value).and_then(|o| add_service(o, objects)),
+        "StatefulSet" => conv::<StatefulSet>(value).and_then(|o| add_stateful_set(o, objects)),
+        "Pod" => conv::<Pod>(value).and_then(|o| add_pod(o, objects)),
+        "Node" => conv::<Node>(value).and_then(|o| add_node(o, objects)),
+        _ => return Ok(None),
+    };
+    r.map(Some).map_err(|(_, reason)| reason)
+}
+
+fn name_of(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Result<String, (usize, String)> {
+    let name = meta.name.clone().unwrap_or_default();
+    if name.is_empty() {
+        return Err((0, "metadata.name is missing".into()));
+    }
+    Ok(name)
+}
+
+fn namespace_of(
+    meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Result<String, (usize, String)> {
+    let ns = meta
+        .namespace
+        .get_or_insert_with(|| "default".into())
+        .clone();
+    check_label("metadata.namespace", &ns)?;
+    Ok(ns)
+}
+
+/// Names that become DNS labels must be RFC 1123 labels, as the API server requires.
+fn check_label(field: &str, value: &str) -> Result<(), (usize, String)> {
+    let ok = !value.is_empty()
+        && value.len() <= 63
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !value.starts_with('-')
+        && !value.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err((
+            0,
+            format!(
+                "{field} {value:?} is not a valid DNS label (lower-case letters, digits and '-', at most 63 characters)"
+            ),
+        ))
+    }
+}
+
+fn add_namespace(mut o: Namespace, objects: &mut Objects) -> Added {
+    let name = name_of(&o.metadata)?;
+    check_label("metadata.name", &name)?;
+    o.metadata.namespace = None;
+    objects.namespaces.insert(name.clone());
+    Ok(format!("Namespace {name}"))
+}
+
+fn add_service(mut o: Service, objects: &mut Objects) -> Added {
+    let name = name_of(&o.metadata)?;
+    check_label("metadata.name", &name)?;
+    let ns = namespace_of(&mut o.metadata)?;
+    for p in o.spec.iter().flat_map(|s| s.ports.iter().flatten()) {
+        if !(1..=65535).contains(&p.port) {
+            return Err((
+                0,
+                format!("port {} of Service {name} is outside 1-65535", p.port),
+            ));
+        }
+    }
+    objects.services.insert((ns.clone(), name.clone()), o);
+    Ok(format!("Service {ns}/{name}"))
+}
+
+fn add_stateful_set(mut o: StatefulSet, objects: &mut Objects) -> Added {
+    let name = name_of(&o.metadata)?;
+    check_label("metadata.name", &name)?;
+    let ns = namespace_of(&mut o.metadata)?;
+    let Some(spec) = o.spec.as_ref() else {
+        return Err((0, format!("StatefulSet {name} has no spec")));
+    };
+    if spec.replicas.is_some_and(|r| r < 0) {
+        return Err((
+            0,
+            format!("spec.replicas of StatefulSet {name} is negative"),
+        ));
+    }
+    if spec
+        .ordinals
+        .as_ref()
+        .and_then(|o| o.start)
+        .is_some_and(|s| s < 0)
+    {
+        return Err((
+            0,
+            format!("spec.ordinals.start of StatefulSet {name} is negative"),
+        ));
+    }
+    if let Some(svc) = spec.service_name.as_deref().filter(|s| !s.is_empty()) {
+        check_label("spec.serviceName", svc)?;
+    }
+    objects.stateful_sets.insert((ns.clone(), name.clone()), o);
+    Ok(format!("StatefulSet {ns}/{name}"))
+}
+
+fn add_pod(mut o: Pod, objects: &mut Objects) -> Added {
+    let name = name_of(&o.metadata)?;
+    let ns = namespace_of(&mut o.metadata)?;
+    objects.pods.insert((ns.clone(), name.clone()), o);
+    Ok(format!("Pod {ns}/{name}"))
+}
+
+fn add_node(mut o: Node, objects: &mut Objects) -> Added {
+    let name = name_of(&o.metadata)?;
+    o.metadata.namespace = None;
+    objects.nodes.insert(name.clone(), o);
+    Ok(format!("Node {name}"))
+}
+
+fn whole_file(path: &Path, reason: String) -> ManifestError {
+    ManifestError {
+        file: path.to_path_buf(),
+        line: 0,
+        reason,
+    }
+}
+
+/// The error's line (1-based, within the document; 0 when unknown) and a one-line reason.
+fn describe(e: &serde_saphyr::Error) -> (usize, String) {
+    let line = e.location().map(|l| l.line() as usize).unwrap_or(0);
+    let text = e.to_string();
+    // The rendered error may carry a source snippet after the first line; the reason is the
+    // first line, without a repeated "line N column M" prefix.
+    let reason = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid YAML")
+        .trim();
+    let reason = reason.strip_prefix("error: ").unwrap_or(reason);
+    (line, reason.to_string())
+}
+
+/// Splits YAML text at `---` document markers, returning each document with the 1-based line
+/// its text starts on. A marker must start the line; `...` ends a document.
+pub fn split_documents(text: &str) -> Vec<(usize, &str)> {
+    let mut docs = Vec::new();
+    let mut start_byte = 0;
+    let mut start_line = 1;
+    let mut offset = 0;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        let is_marker = |m: &str| {
+            bare == m || bare.starts_with(&format!("{m} ")) || bare.starts_with(&format!("{m}\t"))
+        };
+        if is_marker("---") || is_marker("...") {
+            docs.push((start_line, &text[start_byte..offset]));
+            // Content after `--- ` on the same line belongs to the next document.
+            let rest = bare.strip_prefix("---").map(str::trim_start).unwrap_or("");
+            if rest.is_empty() || rest.starts_with('#') {
+                start_byte = offset + line.len();
+                start_line = i + 2;
+            } else {
+                start_byte = offset + (bare.len() - rest.len());
+                start_line = i + 1;
+            }
+        }
+        offset += line.len();
+    }
+    docs.push((start_line, &text[start_byte..]));
+    docs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_tracks_lines() {
+        let text = "a: 1\n---\nb: 2\nc: 3\n--- # comment\nd: 4\n";
+        let docs = split_documents(text);
+        assert_eq!(
+            docs,
+            vec![(1, "a: 1\n"), (3, "b: 2\nc: 3\n"), (6, "d: 4\n")]
+        );
+    }
+
+    #[test]
+    fn bad_document_names_file_and_line() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: ok\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: web\nspec:\n  replicas: three\n";
+        let mut objects = Objects::default();
+        let mut errors = Vec::new();
+        parse_into(
+            Path::new("x.yaml"),
+            text,
+            &mut objects,
+            &mut BTreeMap::new(),
+            &mut errors,
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].line, 11, "{}", errors[0]);
+        assert!(
+            errors[0].to_string().starts_with("x.yaml:11: StatefulSet"),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
+    fn missing_namespace_means_default_and_unknown_kinds_are_skipped() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: nginx\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x\n";
+        let mut objects = Objects::default();
+        let mut errors = Vec::new();
+        parse_into(
+            Path::new("x.yaml"),
+            text,
+            &mut objects,
+            &mut BTreeMap::new(),
+            &mut errors,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(
+            objects
+                .services
+                .contains_key(&("default".to_string(), "nginx".to_string()))
+        );
+    }
+
+    #[test]
+    fn list_items_are_unpacked_and_duplicates_rejected() {
+        let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata: {name: a, namespace: x}\n- apiVersion: v1\n  kind: Service\n  metadata: {name: a, namespace: x}\n";
+        let mut objects = Objects::default();
+        let mut errors = Vec::new();
+        parse_into(
+            Path::new("dump.yaml"),
+            text,
+            &mut objects,
+            &mut BTreeMap::new(),
+            &mut errors,
+        );
+        assert_eq!(objects.services.len(), 1);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].reason.contains("defined again"));
+    }
+
+    #[test]
+    fn invalid_dns_label_is_rejected() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: Bad_Name\n";
+        let mut objects = Objects::default();
+        let mut errors = Vec::new();
+        parse_into(
+            Path::new("x.yaml"),
+            text,
+            &mut objects,
+            &mut BTreeMap::new(),
+            &mut errors,
+        );
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].reason.contains("not a valid DNS label"));
+    }
+}

@@ -1,0 +1,187 @@
+//! The manifest source: load, publish, then reload on every change of the watched files.
+//!
+//! Directories are watched rather than files, so editors that save by writing a new file and
+//! renaming it over the old one (vim, VS Code) and ConfigMap volumes (a `..data` symlink swap)
+//! are seen. Bursts of events are debounced into one reload.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::embedded;
+use super::leases::LeaseStore;
+use super::manifests::{self, ManifestError};
+use crate::controller::IdentityTable;
+
+/// Quiet time after the last file event before reloading.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+/// Reload at the latest this long after the first event of a burst.
+const MAX_DELAY: Duration = Duration::from_millis(400);
+
+/// Where loaded tables go.
+pub trait Publish: Send {
+    /// A load succeeded: these are now the tables.
+    fn loaded(&mut self, tables: Vec<IdentityTable>, namespaces: BTreeSet<String>);
+    /// A load was rejected; the previous tables keep serving.
+    fn rejected(&mut self, errors: &[ManifestError]);
+    /// The lease file could not be written.
+    fn lease_write_failed(&mut self, error: &super::leases::LeaseError);
+}
+
+/// Manifests on disk as a record source.
+pub struct ManifestSource<P: Publish> {
+    paths: Vec<PathBuf>,
+    leases: LeaseStore,
+    publish: P,
+    last: Option<(Vec<IdentityTable>, BTreeSet<String>)>,
+}
+
+impl<P: Publish> ManifestSource<P> {
+    pub fn new(paths: Vec<PathBuf>, leases: LeaseStore, publish: P) -> Self {
+        ManifestSource {
+            paths,
+            leases,
+            publish,
+            last: None,
+        }
+    }
+
+    /// Loads once; returns true when the load was accepted.
+    pub fn reload(&mut self) -> bool {
+        let started = Instant::now();
+        let objects = match manifests::load(&self.paths) {
+            Ok(o) => o,
+            Err(errors) => {
+                for e in &errors {
+                    error!(file = %e.file.display(), line = e.line, reason = %e.reason, "manifest rejected; the last good state keeps serving");
+                }
+                self.publish.rejected(&errors);
+                return false;
+            }
+        };
+        let tables = match embedded::tables(&objects, &mut self.leases) {
+            Ok(t) => t,
+            Err(e) => {
+                let err = ManifestError {
+                    file: self.paths.first().cloned().unwrap_or_default(),
+                    line: 0,
+                    reason: e.to_string(),
+                };
+                error!(reason = %err.reason, "manifests rejected; the last good state keeps serving");
+                self.publish.rejected(&[err]);
+                return false;
+            }
+        };
+        if let Err(e) = self.leases.flush() {
+            error!(error = %e, "could not persist address leases; addresses may change after a restart");
+            self.publish.lease_write_failed(&e);
+        }
+        for t in &tables {
+            for c in t.problems() {
+                warn!(namespace = %t.namespace, statefulset = %t.stateful_set, condition = %c.type_, reason = %c.reason, message = %c.message, "StatefulSet has no DNS records for some identities");
+            }
+        }
+        let namespaces = objects.all_namespaces();
+        let identities: usize = tables.iter().map(|t| t.identities.len()).sum();
+        let published: usize = tables.iter().map(|t| t.published()).sum();
+        if self
+            .last
+            .as_ref()
+            .is_some_and(|(t, n)| *t == tables && *n == namespaces)
+        {
+            info!(
+                statefulsets = tables.len(),
+                identities,
+                published,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "manifests reloaded, nothing changed"
+            );
+            return true;
+        }
+        info!(
+            statefulsets = tables.len(),
+            identities,
+            published,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "manifests loaded"
+        );
+        self.last = Some((tables.clone(), namespaces.clone()));
+        self.publish.loaded(tables, namespaces);
+        true
+    }
+
+    /// Watches the paths and reloads on change until `shutdown`.
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let changed = Arc::new(Notify::new());
+        let _watcher = watch(&self.paths, changed.clone())?;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = changed.notified() => {}
+            }
+            // Debounce: wait for a quiet moment, but not forever.
+            let first = Instant::now();
+            loop {
+                let left = MAX_DELAY.saturating_sub(first.elapsed());
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = changed.notified(), if !left.is_zero() => continue,
+                    _ = tokio::time::sleep(DEBOUNCE.min(left)) => break,
+                }
+            }
+            tokio::task::block_in_place(|| self.reload());
+        }
+    }
+}
+
+/// Starts watching; every relevant event wakes `changed`.
+fn watch(paths: &[PathBuf], changed: Arc<Notify>) -> anyhow::Result<RecommendedWatcher> {
+    // (directory to watch, file inside it to filter on; None for a whole directory)
+    let mut targets: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
+    for p in paths {
+        let abs = std::path::absolute(p)?;
+        if abs.is_dir() {
+            targets.push((abs, None));
+        } else {
+            let dir = abs
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("/"));
+            targets.push((dir, Some(abs)));
+        }
+    }
+    let filters = targets.clone();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let Ok(event) = res else { return };
+        if matches!(event.kind, notify::EventKind::Access(_)) {
+            return;
+        }
+        let relevant = event.paths.iter().any(|p| {
+            filters.iter().any(|(dir, file)| match file {
+                // A whole directory: any entry, including `..data` symlink swaps.
+                None => p.parent() == Some(dir.as_path()),
+                Some(f) => {
+                    p == f
+                        || (p.parent() == Some(dir.as_path())
+                            && p.file_name()
+                                .and_then(|n| n.to_str())
+                                .is_some_and(|n| n.starts_with("..")))
+                }
+            })
+        });
+        if relevant {
+            changed.notify_one();
+        }
+    })?;
+    let dirs: BTreeSet<PathBuf> = targets.into_iter().map(|(d, _)| d).collect();
+    for dir in dirs {
+        watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    }
+    Ok(watcher)
+}
