@@ -4,10 +4,11 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The declared ordinal range `[start, start + replicas)`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Ordinals {
     pub start: i32,
     pub replicas: i32,
@@ -19,14 +20,14 @@ impl Ordinals {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = i32> {
-        let end = (self.start as i64 + self.replicas.max(0) as i64).min(i32::MAX as i64) as i32;
-        self.start..end
+        let end = self.start as i64 + self.replicas.max(0) as i64;
+        (self.start as i64..end.min(i32::MAX as i64 + 1)).map(|o| o as i32)
     }
 }
 
 /// One Service port as SRV answers carry it: name and protocol from the Service, `port` the
 /// target (container) port resolved against the pod template.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PortSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -35,7 +36,7 @@ pub struct PortSpec {
 }
 
 /// How SRV priorities are assigned to a set's targets.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum SrvPriority {
     /// Priority 0 for every target, as CoreDNS answers.
     #[default]
@@ -45,7 +46,9 @@ pub enum SrvPriority {
 }
 
 /// The state of one identity, derived in the order of `identity.md`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum IdentityState {
     Missing,
     Pending,
@@ -87,7 +90,7 @@ impl fmt::Display for IdentityState {
 }
 
 /// One ordinal of a StatefulSet.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Identity {
     pub ordinal: i32,
@@ -112,7 +115,7 @@ impl Identity {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum ConditionStatus {
     True,
     False,
@@ -120,7 +123,7 @@ pub enum ConditionStatus {
 
 /// A condition with a reason a person can act on (`ServiceNotFound`, `ServiceNotHeadless`,
 /// `SelectorMismatch`, `SubdomainMismatch`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Condition {
     #[serde(rename = "type")]
     pub type_: String,
@@ -130,7 +133,7 @@ pub struct Condition {
 }
 
 /// The identities of one StatefulSet and everything DNS needs to answer for them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IdentityTable {
     pub namespace: String,

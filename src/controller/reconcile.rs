@@ -245,7 +245,8 @@ impl Ctx<'_> {
         let subdomain = spec.and_then(|s| s.subdomain.as_deref()).unwrap_or("");
         let names_match =
             !self.service_name.is_empty() && subdomain == self.service_name && hostname == name;
-        if !names_match {
+        // Without a governing Service there is no subdomain to match (ServiceNotFound says so).
+        if !names_match && !self.service_name.is_empty() {
             mismatched.push(name.clone());
         }
         let published = self.service_ok
@@ -360,21 +361,33 @@ fn service_conditions(
 }
 
 /// Service ports with the target port resolved against the pod template's container ports.
-/// A named target port that no container declares is dropped, as the EndpointSlice controller
-/// drops it.
+/// A named target port is looked up, with the Service port's protocol, in the containers and
+/// then the sidecars (init containers with `restartPolicy: Always`), as the EndpointSlice
+/// controller's `FindPort` does; one that none declares is dropped, as that controller drops it.
 fn resolve_ports(service: &Service, template: Option<&PodSpec>) -> Vec<PortSpec> {
     let mut out = Vec::new();
     for p in service.spec.iter().flat_map(|s| s.ports.iter().flatten()) {
+        let protocol = p.protocol.as_deref().unwrap_or("TCP");
         let port = match &p.target_port {
             None => Some(p.port),
             Some(IntOrString::Int(n)) => Some(*n),
             Some(IntOrString::String(name)) => match name.parse::<i32>() {
                 Ok(n) => Some(n),
                 Err(_) => template.and_then(|t| {
+                    // Containers, then native sidecars (init containers that keep running).
+                    let sidecars = t
+                        .init_containers
+                        .iter()
+                        .flatten()
+                        .filter(|c| c.restart_policy.as_deref() == Some("Always"));
                     t.containers
                         .iter()
+                        .chain(sidecars)
                         .flat_map(|c| c.ports.iter().flatten())
-                        .find(|cp| cp.name.as_deref() == Some(name.as_str()))
+                        .find(|cp| {
+                            cp.name.as_deref() == Some(name.as_str())
+                                && cp.protocol.as_deref().unwrap_or("TCP") == protocol
+                        })
                         .map(|cp| cp.container_port)
                 }),
             },
@@ -382,7 +395,7 @@ fn resolve_ports(service: &Service, template: Option<&PodSpec>) -> Vec<PortSpec>
         if let Some(port) = port.and_then(|n| u16::try_from(n).ok()).filter(|n| *n > 0) {
             out.push(PortSpec {
                 name: p.name.clone().filter(|n| !n.is_empty()),
-                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                protocol: protocol.into(),
                 port,
             });
         }
@@ -420,7 +433,7 @@ fn pod_ready(pod: &Pod) -> bool {
         .is_some_and(|c| c.status == "True")
 }
 
-fn node_lost(node: &Node) -> bool {
+pub(crate) fn node_lost(node: &Node) -> bool {
     let not_ready = node
         .status
         .as_ref()
@@ -457,3 +470,6 @@ fn selector_matches(selector: &LabelSelector, labels: Option<&BTreeMap<String, S
     });
     labels_ok && exprs_ok
 }
+
+#[cfg(test)]
+mod tests;
