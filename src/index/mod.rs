@@ -9,3 +9,6 @@ mod snapshot;
 
 pub use build::{IndexConfig, SCHEMA_VERSION, build, placeholder};
 pub use snapshot::{Lookup, NameEntry, RrSet, Snapshot, SnapshotStats, Zone};
+
+#[cfg(test)]
+mod tests;
