@@ -388,7 +388,24 @@ fn describe(e: &serde_saphyr::Error) -> (usize, String) {
         .unwrap_or("invalid YAML")
         .trim();
     let reason = reason.strip_prefix("error: ").unwrap_or(reason);
-    (line, reason.to_string())
+    (line, strip_location(reason).to_string())
+}
+
+/// `line 6 column 13: unclosed bracket` -> `unclosed bracket`: the line there counts from the
+/// start of the document, not the file, and the caller reports the file's line already.
+fn strip_location(reason: &str) -> &str {
+    let Some((location, rest)) = reason.split_once(": ") else {
+        return reason;
+    };
+    let words: Vec<&str> = location.split(' ').collect();
+    match words.as_slice() {
+        ["line", l, "column", c]
+            if l.parse::<usize>().is_ok() && c.parse::<usize>().is_ok() && !rest.is_empty() =>
+        {
+            rest
+        }
+        _ => reason,
+    }
 }
 
 /// Splits YAML text at `---` document markers, returning each document with the 1-based line

@@ -1,0 +1,1405 @@
+//! The integration-test binary: starts the real `petdns serve` on port 0 and queries it with
+//! `dig`, hand-built packets and hickory's client. One test per rule of
+//! /work/shared/spec/records.md and the embedded-mode rules of identity.md.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use hickory_net::DnsHandle;
+use hickory_net::client::ClientHandle;
+use hickory_net::xfer::FirstAnswer;
+use hickory_proto::op::{DnsRequestOptions, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
+use support::*;
+
+const KUBIA_SET: &str = "kubia.default.svc.cluster.local";
+
+/// A server on the materialised fixtures with distinctive TTLs.
+fn materialised() -> Server {
+    Options::new(&[&fixture("ports.yaml"), &fixture("leader.yaml")])
+        .args(&["--ttl", "11", "--negative-ttl", "7"])
+        .start()
+}
+
+fn observed() -> Server {
+    Server::new(&[&fixture("observed.yaml")])
+}
+
+fn kubia() -> Server {
+    Server::new(&[&example("kubia.yaml")])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names and answers (records.md table)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn service_a_answers_every_published_identity() {
+    let s = materialised();
+    let d = s.dig(&["A", "nginx.default.svc.cluster.local"]);
+    assert_eq!(d.status, "NOERROR", "{d}");
+    assert!(d.aa(), "{d}");
+    assert_eq!(d.answers("A").len(), 3, "{d}");
+    for a in d.answers("A") {
+        assert!(
+            a.starts_with("192.0.2."),
+            "address from --pod-cidr: {a}\n{d}"
+        );
+    }
+    assert!(d.answer.iter().all(|r| r.ttl == 11), "--ttl 11\n{d}");
+    // Materialised with an IPv4 CIDR: the name exists, no AAAA.
+    s.dig(&["AAAA", "nginx.default.svc.cluster.local"])
+        .assert_negative("NOERROR");
+}
+
+#[test]
+fn service_a_and_aaaa_are_deduplicated() {
+    let s = observed();
+    // hn-0 and hn-1 share the node's address (host network): one record, not two.
+    let d = s.dig(&["A", "hn.default.svc.cluster.local"]);
+    assert_eq!(d.answers("A"), ["198.51.100.40"], "{d}");
+    for pod in ["hn-0", "hn-1"] {
+        let d = s.dig(&["A", &format!("{pod}.hn.default.svc.cluster.local")]);
+        assert_eq!(d.answers("A"), ["198.51.100.40"], "{d}");
+    }
+    // Published identities only: db-0 (Ready) and db-4 (NodeLost, still Ready).
+    let d = s.dig(&["A", "db.default.svc.cluster.local"]);
+    assert_eq!(d.answers("A"), ["198.51.100.10", "198.51.100.14"], "{d}");
+    let d = s.dig(&["AAAA", "db.default.svc.cluster.local"]);
+    assert_eq!(d.answers("AAAA"), ["2001:db8:1::10"], "{d}");
+}
+
+#[test]
+fn pod_a_and_aaaa_answer_that_identity() {
+    let s = observed();
+    let d = s.dig(&["A", "db-0.db.default.svc.cluster.local"]);
+    assert_eq!(d.answers("A"), ["198.51.100.10"], "{d}");
+    assert!(d.aa(), "{d}");
+    let d = s.dig(&["AAAA", "db-0.db.default.svc.cluster.local"]);
+    assert_eq!(d.answers("AAAA"), ["2001:db8:1::10"], "{d}");
+    // db-4 is IPv4 only: AAAA is NODATA.
+    s.dig(&["AAAA", "db-4.db.default.svc.cluster.local"])
+        .assert_negative("NOERROR");
+}
+
+#[test]
+fn materialised_pods_lease_from_an_ipv6_pod_cidr() {
+    let s = Options::new(&[&example("kubia.yaml")])
+        .args(&["--pod-cidr", "2001:db8::/64"])
+        .start();
+    let d = s.dig(&["AAAA", "kubia-0.kubia.default.svc.cluster.local"]);
+    assert_eq!(
+        d.answers("AAAA"),
+        ["2001:db8::1"],
+        "first address is ::1\n{d}"
+    );
+    let d = s.dig(&["AAAA", KUBIA_SET]);
+    assert_eq!(d.answers("AAAA"), ["2001:db8::1", "2001:db8::2"], "{d}");
+    s.dig(&["A", "kubia-0.kubia.default.svc.cluster.local"])
+        .assert_negative("NOERROR");
+    let d = s.dig(&["-x", "2001:db8::2"]);
+    assert_eq!(
+        d.answers("PTR"),
+        ["kubia-1.kubia.default.svc.cluster.local."],
+        "{d}"
+    );
+}
+
+#[test]
+fn named_port_srv_answers_in_both_label_forms() {
+    let s = materialised();
+    let targets: Vec<String> = (0..3)
+        .map(|i| format!("0 33 8080 web-{i}.nginx.default.svc.cluster.local."))
+        .collect();
+    for name in [
+        "_web._tcp.nginx.default.svc.cluster.local",
+        "web.tcp.nginx.default.svc.cluster.local",
+        "_WEB._Tcp.nginx.default.svc.cluster.local",
+    ] {
+        let d = s.dig(&["SRV", name]);
+        assert_eq!(d.status, "NOERROR", "{d}");
+        assert!(d.aa(), "{d}");
+        // The named targetPort http-alt resolves to the container port 8080; weight
+        // floor(100 / 3) = 33.
+        assert_eq!(d.answers("SRV"), targets, "{name}\n{d}");
+        // A of every target in Additional.
+        let glue = d.glue();
+        assert_eq!(glue.len(), 3, "{d}");
+        for i in 0..3 {
+            assert!(
+                glue.iter().any(|g| g.starts_with(&format!(
+                    "web-{i}.nginx.default.svc.cluster.local. A 192.0.2."
+                ))),
+                "glue for web-{i}\n{d}"
+            );
+        }
+    }
+    // UDP port, targetPort given as a number.
+    let d = s.dig(&["SRV", "_dns._udp.nginx.default.svc.cluster.local"]);
+    assert_eq!(d.answers("SRV").len(), 3, "{d}");
+    assert!(
+        d.answers("SRV").iter().all(|r| r.starts_with("0 33 5353 ")),
+        "{d}"
+    );
+    // A protocol or port name that does not match: NXDOMAIN.
+    for name in [
+        "_web._udp.nginx.default.svc.cluster.local",
+        "_nope._tcp.nginx.default.svc.cluster.local",
+    ] {
+        s.dig(&["SRV", name]).assert_negative("NXDOMAIN");
+    }
+}
+
+#[test]
+fn service_srv_answers_every_port() {
+    let s = materialised();
+    let d = s.dig(&["SRV", "nginx.default.svc.cluster.local"]);
+    let srv = d.answers("SRV");
+    // 3 identities x 3 ports = 9 records, weight floor(100 / 9) = 11.
+    assert_eq!(srv.len(), 9, "{d}");
+    for port in [8080, 9100, 5353] {
+        for i in 0..3 {
+            let want = format!("0 11 {port} web-{i}.nginx.default.svc.cluster.local.");
+            assert!(srv.contains(&want), "missing {want}\n{d}");
+        }
+    }
+    assert_eq!(d.glue().len(), 3, "one A per target\n{d}");
+}
+
+#[test]
+fn pod_srv_answers_its_ports_with_itself_as_target() {
+    let s = materialised();
+    let d = s.dig(&["SRV", "web-1.nginx.default.svc.cluster.local"]);
+    let target = "web-1.nginx.default.svc.cluster.local.";
+    assert_eq!(
+        d.answers("SRV"),
+        [
+            format!("0 33 5353 {target}"),
+            format!("0 33 8080 {target}"),
+            format!("0 33 9100 {target}"),
+        ],
+        "{d}"
+    );
+    assert_eq!(d.additional.len(), 1, "{d}");
+    assert_eq!(d.additional[0].name, target, "{d}");
+    assert_eq!(d.additional[0].rtype, "A", "{d}");
+}
+
+#[test]
+fn srv_weight_counts_records_not_addresses() {
+    // db-0 is dual-stack, db-4 IPv4: two SRV records, so weight 50 (CoreDNS would say 33).
+    let s = observed();
+    let d = s.dig(&["SRV", "_pg._tcp.db.default.svc.cluster.local"]);
+    assert_eq!(
+        d.answers("SRV"),
+        [
+            "0 50 5432 db-0.db.default.svc.cluster.local.",
+            "0 50 5432 db-4.db.default.svc.cluster.local.",
+        ],
+        "{d}"
+    );
+    assert_eq!(
+        d.glue(),
+        [
+            "db-0.db.default.svc.cluster.local. A 198.51.100.10",
+            "db-0.db.default.svc.cluster.local. AAAA 2001:db8:1::10",
+            "db-4.db.default.svc.cluster.local. A 198.51.100.14",
+        ],
+        "{d}"
+    );
+}
+
+#[test]
+fn ptr_answers_the_identity_name_for_v4_and_v6() {
+    let s = observed();
+    let d = s.dig(&["-x", "198.51.100.10"]);
+    assert_eq!(d.status, "NOERROR", "{d}");
+    assert!(d.aa(), "{d}");
+    assert_eq!(
+        d.answers("PTR"),
+        ["db-0.db.default.svc.cluster.local."],
+        "{d}"
+    );
+    let d = s.dig(&["-x", "2001:db8:1::10"]);
+    assert_eq!(
+        d.answers("PTR"),
+        ["db-0.db.default.svc.cluster.local."],
+        "{d}"
+    );
+    // An unpublished address (db-1 is NotReady) has no PTR.
+    s.dig(&["-x", "198.51.100.11"]).assert_negative("NXDOMAIN");
+}
+
+#[test]
+fn unknown_reverse_names_are_nxdomain_with_the_reverse_zone_soa() {
+    let s = materialised();
+    let soa = s.dig(&["-x", "203.0.113.99"]).assert_negative("NXDOMAIN");
+    assert_eq!(soa.name, "in-addr.arpa.", "{soa:?}");
+    assert!(
+        soa.data
+            .starts_with("ns.dns.cluster.local. hostmaster.cluster.local. "),
+        "{soa:?}"
+    );
+    assert!(soa.data.ends_with(" 7200 1800 86400 7"), "{soa:?}");
+    let soa = s
+        .dig(&["-x", "2001:db8:ffff::1"])
+        .assert_negative("NXDOMAIN");
+    assert_eq!(soa.name, "ip6.arpa.", "{soa:?}");
+}
+
+#[test]
+fn dns_version_is_schema_1_1_0() {
+    let s = materialised();
+    let d = s.dig(&["TXT", "dns-version.cluster.local"]);
+    assert_eq!(d.answers("TXT"), ["\"1.1.0\""], "{d}");
+    assert!(d.aa(), "{d}");
+}
+
+#[test]
+fn apex_soa_ns_and_nameserver_address() {
+    let s = materialised();
+    let d = s.dig(&["SOA", "cluster.local"]);
+    assert_eq!(d.status, "NOERROR", "{d}");
+    assert!(d.aa(), "{d}");
+    assert_eq!(d.answer.len(), 1, "{d}");
+    let soa = &d.answer[0];
+    assert_eq!(soa.name, "cluster.local.", "{d}");
+    let f: Vec<&str> = soa.data.split(' ').collect();
+    assert_eq!(f.len(), 7, "{d}");
+    assert_eq!(
+        &f[..2],
+        ["ns.dns.cluster.local.", "hostmaster.cluster.local."],
+        "{d}"
+    );
+    assert!(f[2].parse::<u32>().is_ok(), "serial\n{d}");
+    assert_eq!(
+        &f[3..],
+        ["7200", "1800", "86400", "7"],
+        "MINIMUM = --negative-ttl\n{d}"
+    );
+
+    let d = s.dig(&["NS", "cluster.local"]);
+    assert_eq!(d.answers("NS"), ["ns.dns.cluster.local."], "{d}");
+    assert_eq!(
+        d.glue(),
+        ["ns.dns.cluster.local. A 127.0.0.1"],
+        "the advertised address (the --listen address) as glue\n{d}"
+    );
+    let d = s.dig(&["A", "ns.dns.cluster.local"]);
+    assert_eq!(d.answers("A"), ["127.0.0.1"], "{d}");
+}
+
+#[test]
+fn namespace_and_svc_names_are_nodata() {
+    let s = materialised();
+    for name in [
+        "default.svc.cluster.local",
+        "svc.cluster.local",
+        "kube-system.svc.cluster.local",
+    ] {
+        for t in ["A", "SRV"] {
+            let soa = s.dig(&[t, name]).assert_negative("NOERROR");
+            assert_eq!(soa.name, "cluster.local.", "{soa:?}");
+        }
+    }
+    // A namespace that does not exist.
+    s.dig(&["A", "nope.svc.cluster.local"])
+        .assert_negative("NXDOMAIN");
+}
+
+#[test]
+fn other_types_on_existing_names_are_nodata() {
+    let s = materialised();
+    for (t, name) in [
+        ("MX", "web-0.nginx.default.svc.cluster.local"),
+        ("CNAME", "nginx.default.svc.cluster.local"),
+        ("TXT", "nginx.default.svc.cluster.local"),
+        ("A", "cluster.local"),
+        ("A", "_web._tcp.nginx.default.svc.cluster.local"),
+    ] {
+        let soa = s.dig(&[t, name]).assert_negative("NOERROR");
+        assert_eq!(soa.ttl, 7, "SOA TTL = --negative-ttl: {soa:?}");
+    }
+}
+
+#[test]
+fn nonexistent_names_are_nxdomain_with_negative_ttl_soa() {
+    let s = materialised();
+    for name in [
+        "web-9.nginx.default.svc.cluster.local",
+        "nope.default.svc.cluster.local",
+        "x.web-0.nginx.default.svc.cluster.local",
+        "nothing.cluster.local",
+    ] {
+        let d = s.dig(&["A", name]);
+        let soa = d.assert_negative("NXDOMAIN");
+        assert_eq!(soa.name, "cluster.local.", "{d}");
+        assert_eq!(soa.ttl, 7, "SOA TTL = --negative-ttl\n{d}");
+        assert!(
+            soa.data.ends_with(" 7"),
+            "SOA MINIMUM = --negative-ttl\n{d}"
+        );
+    }
+}
+
+#[test]
+fn names_outside_the_zone_are_refused_without_aa() {
+    let s = materialised();
+    for name in ["example.org", "cluster.local.example.org", "local"] {
+        let d = s.dig(&["A", name]);
+        assert_eq!(d.status, "REFUSED", "{d}");
+        assert!(!d.aa(), "no AA outside the zone\n{d}");
+        assert!(d.answer.is_empty() && d.authority.is_empty(), "{d}");
+        assert!(!d.flags.iter().any(|f| f == "ra"), "no recursion\n{d}");
+    }
+}
+
+#[tokio::test]
+async fn zone_transfers_are_refused() {
+    let s = materialised();
+    let mut tcp = client::tcp(s.dns).await;
+    for t in [RecordType::AXFR, RecordType::IXFR] {
+        let r = tcp
+            .query(Name::from_ascii("cluster.local.").unwrap(), DNSClass::IN, t)
+            .await
+            .unwrap_or_else(|e| panic!("{t} over TCP: {e}\n{}", s.log_dump()));
+        assert_eq!(
+            r.metadata.response_code,
+            ResponseCode::Refused,
+            "{t}: {r:?}"
+        );
+        assert!(r.answers.is_empty(), "{t}: {r:?}");
+    }
+    // dig's own AXFR gets no records either.
+    let d = s.dig(&["AXFR", "cluster.local"]);
+    assert!(d.answer.is_empty(), "{d}");
+    assert!(d.raw.contains("Transfer failed"), "{d}");
+}
+
+#[test]
+fn any_gets_one_hinfo_rfc8482() {
+    let s = materialised();
+    let d = s.dig(&["ANY", "nginx.default.svc.cluster.local"]);
+    assert_eq!(d.status, "NOERROR", "{d}");
+    assert_eq!(d.answer.len(), 1, "{d}");
+    assert_eq!(d.answer[0].rtype, "HINFO", "{d}");
+    assert_eq!(d.answer[0].data, "\"RFC8482\" \"\"", "{d}");
+    // ANY on a missing name is still NXDOMAIN.
+    s.dig(&["ANY", "nope.default.svc.cluster.local"])
+        .assert_negative("NXDOMAIN");
+}
+
+// ---------------------------------------------------------------------------------------------
+// petdns extensions and observed states
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn declared_but_unpublished_identities_are_nodata_not_nxdomain() {
+    let s = observed();
+    // db-1 NotReady, db-2 Missing (no Pod), db-3 Terminating: declared, nothing published.
+    for pod in ["db-1", "db-2", "db-3"] {
+        for t in ["A", "AAAA", "SRV"] {
+            s.dig(&[t, &format!("{pod}.db.default.svc.cluster.local")])
+                .assert_negative("NOERROR");
+        }
+    }
+    // Outside the declared range [0, 5): NXDOMAIN.
+    s.dig(&["A", "db-5.db.default.svc.cluster.local"])
+        .assert_negative("NXDOMAIN");
+}
+
+#[test]
+fn service_whose_pods_are_all_unready_is_nodata() {
+    let s = observed();
+    for t in ["A", "SRV"] {
+        s.dig(&[t, "stuck.default.svc.cluster.local"])
+            .assert_negative("NOERROR");
+    }
+    s.dig(&["SRV", "_http._tcp.stuck.default.svc.cluster.local"])
+        .assert_negative("NOERROR");
+}
+
+#[test]
+fn observed_states_follow_the_endpointslice_rule() {
+    let s = observed();
+    let state = |pod: &str, set: &str| -> (String, Vec<String>) {
+        let name = format!("{pod}.{set}.default.svc.cluster.local");
+        let txt = s.dig(&["TXT", &name]);
+        let st = txt
+            .answers("TXT")
+            .first()
+            .and_then(|t| {
+                t.split('"')
+                    .find(|f| f.starts_with("state="))
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| panic!("no state fact\n{txt}"));
+        (st, s.dig(&["A", &name]).answers("A"))
+    };
+    assert_eq!(
+        state("db-0", "db"),
+        ("state=Ready".into(), vec!["198.51.100.10".into()])
+    );
+    assert_eq!(state("db-1", "db"), ("state=NotReady".into(), vec![]));
+    assert_eq!(state("db-2", "db"), ("state=Missing".into(), vec![]));
+    assert_eq!(state("db-3", "db"), ("state=Terminating".into(), vec![]));
+    // The node is NotReady but the pod's Ready condition is still True: shown, still published.
+    assert_eq!(
+        state("db-4", "db"),
+        ("state=NodeLost".into(), vec!["198.51.100.14".into()])
+    );
+    // publishNotReadyAddresses: true publishes a NotReady pod.
+    assert_eq!(
+        state("quorum-0", "quorum"),
+        ("state=NotReady".into(), vec!["198.51.100.20".into()])
+    );
+    // A pod on a node that is not in the manifests counts as on a healthy node.
+    assert_eq!(state("stuck-0", "stuck"), ("state=NotReady".into(), vec![]));
+    // The metrics count identities by state.
+    assert_eq!(s.metric("petdns_identities{state=\"NodeLost\"}"), Some(1.0));
+    assert_eq!(s.metric("petdns_identities{state=\"Missing\"}"), Some(1.0));
+}
+
+#[test]
+fn identity_txt_answers_the_identity_facts() {
+    let s = materialised();
+    let d = s.dig(&["TXT", "web-1.nginx.default.svc.cluster.local"]);
+    assert_eq!(d.answer.len(), 1, "{d}");
+    let facts: Vec<&str> = d.answer[0]
+        .data
+        .split('"')
+        .filter(|f| !f.trim().is_empty())
+        .collect();
+    assert_eq!(facts.len(), 5, "{d}");
+    assert_eq!(&facts[..3], ["ordinal=1", "set=web", "state=Ready"], "{d}");
+    assert!(facts[3].starts_with("revision=web-"), "{d}");
+    assert_eq!(facts[4], "claims=www-web-1,logs-web-1", "{d}");
+
+    let s = observed();
+    let d = s.dig(&["TXT", "db-0.db.default.svc.cluster.local"]);
+    assert_eq!(
+        d.answers("TXT"),
+        ["\"ordinal=0\" \"set=db\" \"state=Ready\" \"revision=db-6d8f5c\" \"claims=data-db-0\""],
+        "{d}"
+    );
+}
+
+#[test]
+fn ordinal_srv_priority_from_the_service_annotation() {
+    let s = materialised();
+    let d = s.dig(&["SRV", "_client._tcp.zk.default.svc.cluster.local"]);
+    assert_eq!(
+        d.answers("SRV"),
+        [
+            "0 33 2181 zk-0.zk.default.svc.cluster.local.",
+            "1 33 2181 zk-1.zk.default.svc.cluster.local.",
+            "2 33 2181 zk-2.zk.default.svc.cluster.local.",
+        ],
+        "{d}"
+    );
+    // Without the annotation every priority is 0.
+    let d = s.dig(&["SRV", "_web._tcp.nginx.default.svc.cluster.local"]);
+    assert!(d.answers("SRV").iter().all(|r| r.starts_with("0 ")), "{d}");
+}
+
+#[test]
+fn start_ordinal_numbers_identities_from_start() {
+    let s = materialised();
+    let d = s.dig(&["SRV", "shard.default.svc.cluster.local"]);
+    assert_eq!(
+        d.answers("SRV"),
+        [
+            "0 50 7000 shard-5.shard.default.svc.cluster.local.",
+            "0 50 7000 shard-6.shard.default.svc.cluster.local.",
+        ],
+        "{d}"
+    );
+    let d = s.dig(&["TXT", "shard-5.shard.default.svc.cluster.local"]);
+    assert!(d.answer[0].data.starts_with("\"ordinal=5\""), "{d}");
+    for pod in ["shard-0", "shard-7"] {
+        s.dig(&["A", &format!("{pod}.shard.default.svc.cluster.local")])
+            .assert_negative("NXDOMAIN");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wire behaviour
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn edns_is_echoed_with_the_payload_capped_at_1232() {
+    let s = kubia();
+    let d = s.dig(&["+bufsize=4096", "A", KUBIA_SET]);
+    let edns = d
+        .edns
+        .clone()
+        .unwrap_or_else(|| panic!("no OPT in the response\n{d}"));
+    assert!(edns.contains("version: 0"), "{d}");
+    assert!(edns.contains("udp: 1232"), "{d}");
+    let d = s.dig(&["+bufsize=800", "A", KUBIA_SET]);
+    assert!(d.edns.as_deref().unwrap_or("").contains("udp: 800"), "{d}");
+    let d = s.dig(&["+noedns", "A", KUBIA_SET]);
+    assert_eq!(d.status, "NOERROR", "{d}");
+    assert!(d.edns.is_none(), "no OPT when the client sent none\n{d}");
+
+    // The same with hand-built packets.
+    let r = udp_message(
+        s.dns,
+        &query(7, &format!("{KUBIA_SET}."), RecordType::A, Some(4096)),
+    );
+    assert_eq!(
+        r.edns.as_ref().map(|e| e.max_payload()),
+        Some(1232),
+        "{r:?}"
+    );
+    let r = udp_message(
+        s.dns,
+        &query(8, &format!("{KUBIA_SET}."), RecordType::A, None),
+    );
+    assert!(r.edns.is_none(), "{r:?}");
+}
+
+#[tokio::test]
+async fn question_case_is_echoed_and_answers_use_it() {
+    let s = kubia();
+    let mixed = "KuBiA-0.kUbIa.DeFaUlT.SvC.CLUSTER.local.";
+    let d = s.dig(&["A", mixed]);
+    assert_eq!(d.question, [mixed], "{d}");
+    assert_eq!(d.answer.len(), 1, "{d}");
+    assert_eq!(d.answer[0].name, mixed, "owner in the query's case\n{d}");
+    let soa = s.dig(&["MX", mixed]).assert_negative("NOERROR");
+    assert_eq!(
+        soa.name, "CLUSTER.local.",
+        "zone in the query's case: {soa:?}"
+    );
+
+    // hickory's client over UDP checks the echo itself (0x20 randomisation).
+    let udp = client::udp(s.dns);
+    let mut options = DnsRequestOptions::default();
+    options.case_randomization = true;
+    for _ in 0..5 {
+        let r = udp
+            .lookup(
+                Query::query(
+                    Name::from_ascii(format!("{KUBIA_SET}.")).unwrap(),
+                    RecordType::SRV,
+                ),
+                options,
+            )
+            .first_answer()
+            .await
+            .unwrap_or_else(|e| panic!("0x20 query failed: {e}\n{}", s.log_dump()));
+        assert_eq!(r.answers.len(), 2, "{r:?}");
+    }
+    // And a mixed-case name sent as is keeps its case in question and answers.
+    let r = udp_message(s.dns, &query(9, mixed, RecordType::A, Some(1232)));
+    assert_eq!(r.queries[0].name().to_ascii(), mixed);
+    assert_eq!(r.answers[0].name.to_ascii(), mixed);
+}
+
+#[tokio::test]
+async fn hickory_client_over_udp_and_tcp() {
+    let s = kubia();
+    let name = Name::from_ascii(format!("{KUBIA_SET}.")).unwrap();
+    let pod = Name::from_ascii("kubia-1.kubia.default.svc.cluster.local.").unwrap();
+    let mut udp = client::udp(s.dns);
+    let mut tcp = client::tcp(s.dns).await;
+    for (proto, c) in [("udp", &mut udp), ("tcp", &mut tcp)] {
+        let r = c
+            .query(name.clone(), DNSClass::IN, RecordType::A)
+            .await
+            .unwrap();
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError, "{proto}");
+        assert!(r.metadata.authoritative, "{proto}");
+        let mut addrs: Vec<String> = r
+            .answers
+            .iter()
+            .filter_map(|a| match &a.data {
+                RData::A(a) => Some(a.to_string()),
+                _ => None,
+            })
+            .collect();
+        addrs.sort();
+        assert_eq!(addrs, ["192.0.2.1", "192.0.2.2"], "{proto}: {r:?}");
+
+        let r = c
+            .query(name.clone(), DNSClass::IN, RecordType::SRV)
+            .await
+            .unwrap();
+        let mut srv: Vec<String> = r
+            .answers
+            .iter()
+            .filter_map(|a| match &a.data {
+                RData::SRV(s) => Some(format!(
+                    "{} {} {} {}",
+                    s.priority, s.weight, s.port, s.target
+                )),
+                _ => None,
+            })
+            .collect();
+        srv.sort();
+        assert_eq!(
+            srv,
+            [
+                "0 50 80 kubia-0.kubia.default.svc.cluster.local.",
+                "0 50 80 kubia-1.kubia.default.svc.cluster.local.",
+            ],
+            "{proto}: {r:?}"
+        );
+        assert_eq!(r.additionals.len(), 2, "{proto}: glue {r:?}");
+
+        let r = c
+            .query(pod.clone(), DNSClass::IN, RecordType::A)
+            .await
+            .unwrap();
+        assert_eq!(r.answers.len(), 1, "{proto}: {r:?}");
+        let r = c
+            .query(
+                Name::from_ascii("kubia-7.kubia.default.svc.cluster.local.").unwrap(),
+                DNSClass::IN,
+                RecordType::A,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.metadata.response_code, ResponseCode::NXDomain, "{proto}");
+        assert_eq!(r.authorities.len(), 1, "{proto}: SOA {r:?}");
+    }
+}
+
+#[tokio::test]
+async fn large_answer_is_truncated_over_udp_and_whole_over_tcp() {
+    let s = Server::new(&[&fixture("big.yaml")]);
+    let name = "big.default.svc.cluster.local.";
+    // Without EDNS the limit is 512 bytes: 10 SRV records (about 600 bytes) do not fit.
+    let q = query(11, name, RecordType::SRV, None);
+    let reply = udp_exchange(s.dns, &q.to_vec().unwrap(), Duration::from_secs(2)).expect("reply");
+    assert!(
+        reply.len() <= 512,
+        "UDP reply of {} bytes without EDNS",
+        reply.len()
+    );
+    let r = Message::from_vec(&reply).unwrap();
+    assert!(r.metadata.truncation, "TC must be set: {r:?}");
+    assert!(r.answers.len() < 10, "whole RRsets only: {r:?}");
+    // Over TCP the whole answer and its glue.
+    let mut tcp = client::tcp(s.dns).await;
+    let r = tcp
+        .query(
+            Name::from_ascii(name).unwrap(),
+            DNSClass::IN,
+            RecordType::SRV,
+        )
+        .await
+        .unwrap();
+    assert!(!r.metadata.truncation, "{r:?}");
+    assert_eq!(r.answers.len(), 10, "{r:?}");
+    assert_eq!(r.additionals.len(), 10, "{r:?}");
+    assert!(
+        r.answers
+            .iter()
+            .all(|a| matches!(&a.data, RData::SRV(s) if s.weight == 10 && s.port == 8080)),
+        "{r:?}"
+    );
+    // With EDNS (the client's 4096, capped at 1232) it fits over UDP.
+    let reply = udp_exchange(
+        s.dns,
+        &query(12, name, RecordType::SRV, Some(4096))
+            .to_vec()
+            .unwrap(),
+        Duration::from_secs(2),
+    )
+    .expect("reply");
+    assert!(reply.len() <= 1232, "{} bytes", reply.len());
+    let r = Message::from_vec(&reply).unwrap();
+    assert!(!r.metadata.truncation, "{r:?}");
+    assert_eq!((r.answers.len(), r.additionals.len()), (10, 10), "{r:?}");
+    // dig retries over TCP by itself when TC is set.
+    let d = s.dig(&["+noedns", "SRV", name]);
+    assert!(d.raw.contains("Truncated, retrying in TCP mode"), "{d}");
+    assert!(!d.tc(), "{d}");
+    assert_eq!(d.answers("SRV").len(), 10, "{d}");
+    assert_eq!(d.glue().len(), 10, "{d}");
+}
+
+#[test]
+fn malformed_queries_get_formerr_or_nothing() {
+    let s = kubia();
+    let q = (KUBIA_SET, 1u16);
+    // No question.
+    let r = udp_exchange(
+        s.dns,
+        &raw_packet(0x1234, 0, &[], None),
+        Duration::from_secs(2),
+    )
+    .expect("FORMERR for QDCOUNT 0");
+    let m = Message::from_vec(&r).unwrap();
+    assert_eq!(m.metadata.id, 0x1234);
+    assert_eq!(m.metadata.message_type, MessageType::Response);
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr, "{m:?}");
+    // Two questions.
+    let r = udp_exchange(
+        s.dns,
+        &raw_packet(0x1235, 0, &[q, q], None),
+        Duration::from_secs(2),
+    )
+    .expect("FORMERR for QDCOUNT 2");
+    let m = Message::from_vec(&r).unwrap();
+    assert_eq!(m.metadata.id, 0x1235);
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr, "{m:?}");
+    // A header cut short: no header to answer, so no reply at all.
+    let full = raw_packet(0x1236, 0, &[q], None);
+    assert_eq!(
+        udp_exchange(s.dns, &full[..7], Duration::from_millis(500)),
+        None,
+        "a truncated header gets no reply"
+    );
+    // Garbage after a full header: FORMERR or silence, never a crash.
+    let mut garbage = full[..12].to_vec();
+    garbage.extend_from_slice(&[63, b'x', 0xff]);
+    let _ = udp_exchange(s.dns, &garbage, Duration::from_millis(500));
+    // The server keeps answering, over UDP and TCP.
+    let r = udp_message(
+        s.dns,
+        &query(13, &format!("{KUBIA_SET}."), RecordType::A, None),
+    );
+    assert_eq!(r.answers.len(), 2, "{}", s.log_dump());
+    let mut tcp = std::net::TcpStream::connect(s.dns).unwrap();
+    std::io::Write::write_all(&mut tcp, &[0, 5, 1, 2, 3]).unwrap();
+    drop(tcp);
+    let r = tcp_messages(
+        s.dns,
+        &[query(14, &format!("{KUBIA_SET}."), RecordType::A, None)],
+    );
+    assert_eq!(r[0].answers.len(), 2);
+}
+
+#[test]
+fn unknown_opcode_is_notimp() {
+    let s = kubia();
+    for opcode in [3u16, 2, 15] {
+        let packet = raw_packet(0x2000 + opcode, opcode << 11, &[(KUBIA_SET, 1)], None);
+        let r = udp_exchange(s.dns, &packet, Duration::from_secs(2))
+            .unwrap_or_else(|| panic!("no reply to opcode {opcode}\n{}", s.log_dump()));
+        let m = Message::from_vec(&r).unwrap();
+        assert_eq!(m.metadata.id, 0x2000 + opcode);
+        assert_eq!(m.metadata.op_code, OpCode::from_u8(opcode as u8), "{m:?}");
+        assert_eq!(
+            m.metadata.response_code,
+            ResponseCode::NotImp,
+            "opcode {opcode}: {m:?}"
+        );
+    }
+}
+
+#[test]
+fn edns_version_1_is_badvers() {
+    let s = kubia();
+    let packet = raw_packet(0x3000, 0, &[(KUBIA_SET, 1)], Some((1232, 1)));
+    let r = udp_exchange(s.dns, &packet, Duration::from_secs(2)).expect("a reply");
+    let m = Message::from_vec(&r).unwrap();
+    // Extended RCODE 16 (BADVERS; hickory decodes 16 as BADSIG, which shares the value).
+    assert_eq!(u16::from(m.metadata.response_code), 16, "{m:?}");
+    assert_eq!(m.metadata.id, 0x3000);
+    let edns = m.edns.as_ref().expect("BADVERS travels in an OPT record");
+    assert_eq!(edns.version(), 0, "we answer with the version we support");
+    assert!(m.answers.is_empty());
+    let d = s.dig(&["+edns=1", "+noednsnegotiation", "A", KUBIA_SET]);
+    assert_eq!(d.status, "BADVERS", "{d}");
+}
+
+#[test]
+fn tcp_carries_several_queries_per_connection_and_idle_ones_close() {
+    let s = Options::new(&[&example("kubia.yaml")])
+        .args(&["--tcp-idle-timeout", "1"])
+        .start();
+    let name = format!("{KUBIA_SET}.");
+    let replies = tcp_messages(
+        s.dns,
+        &[
+            query(21, &name, RecordType::A, None),
+            query(22, &name, RecordType::SRV, None),
+            query(
+                23,
+                "kubia-0.kubia.default.svc.cluster.local.",
+                RecordType::A,
+                None,
+            ),
+        ],
+    );
+    let mut ids: Vec<u16> = replies.iter().map(|r| r.metadata.id).collect();
+    ids.sort();
+    assert_eq!(ids, [21, 22, 23]);
+    for r in &replies {
+        let want = match r.metadata.id {
+            23 => 1,
+            _ => 2,
+        };
+        assert_eq!(r.answers.len(), want, "{r:?}");
+    }
+    // An idle connection is closed by the server after --tcp-idle-timeout.
+    let mut conn = std::net::TcpStream::connect(s.dns).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 1];
+    let n = std::io::Read::read(&mut conn, &mut buf);
+    assert!(
+        matches!(n, Ok(0) | Err(_)),
+        "expected the server to close: {n:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "closed after {:?}",
+        started.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lifecycle: first load, reloads, leases, shutdown
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn servfail_and_not_ready_until_the_first_valid_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kubia.yaml");
+    std::fs::write(&file, read(&fixture("broken.yaml"))).unwrap();
+    let s = Options::new(&[&file]).not_ready().start();
+    let rejected = s.wait_message("manifest rejected; the last good state keeps serving", 0);
+    assert_eq!(rejected["line"], 20, "{rejected}");
+    assert_eq!(
+        s.get("/readyz").unwrap().0,
+        503,
+        "not ready before the first load"
+    );
+    assert_eq!(s.get("/healthz").unwrap().0, 200, "alive all the same");
+    for name in [KUBIA_SET, "nope.cluster.local", "cluster.local"] {
+        let d = s.dig(&["A", name]);
+        assert_eq!(d.status, "SERVFAIL", "{d}");
+        assert!(!d.aa(), "{d}");
+    }
+    let d = s.dig(&["-x", "192.0.2.1"]);
+    assert_eq!(d.status, "SERVFAIL", "nothing may cache a false miss\n{d}");
+    assert_eq!(s.dig(&["A", "example.org"]).status, "REFUSED");
+
+    replace_file(&file, &read(&example("kubia.yaml")));
+    s.wait_message("snapshot published", 0);
+    s.wait_ready();
+    let d = s.dig(&["A", KUBIA_SET]);
+    assert_eq!(d.answers("A"), ["192.0.2.1", "192.0.2.2"], "{d}");
+    let (status, body) = s.get("/readyz").unwrap();
+    assert_eq!((status, body.trim()), (200, "ready"));
+}
+
+/// The seed's story: `replicas: 2` edited to 3 in an editor, `kubia-2` answered within 1 s.
+#[test]
+fn hot_reload_scale_up_is_answered_within_one_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let [file] = copy_into(dir.path(), &[example("kubia.yaml")])
+        .try_into()
+        .unwrap();
+    let s = Server::new(&[&file]);
+    let kubia2 = "kubia-2.kubia.default.svc.cluster.local.";
+    s.dig(&["A", kubia2]).assert_negative("NXDOMAIN");
+    let generation = s.generation();
+    let reloads = s.metric("petdns_reloads_total").unwrap_or(0.0);
+
+    let text = read(&file);
+    assert!(text.contains("replicas: 2"), "{text}");
+    let edited = Instant::now();
+    replace_file(&file, &text.replace("replicas: 2", "replicas: 3"));
+    let q = query(31, kubia2, RecordType::A, None);
+    let answered = poll(Duration::from_secs(5), || {
+        let reply = udp_exchange(s.dns, &q.to_vec().unwrap(), Duration::from_millis(200))?;
+        let m = Message::from_vec(&reply).ok()?;
+        (!m.answers.is_empty()).then(|| edited.elapsed())
+    })
+    .unwrap_or_else(|| panic!("kubia-2 never answered\n{}", s.log_dump()));
+    assert!(
+        answered < Duration::from_secs(1),
+        "kubia-2 answered after {answered:?}"
+    );
+    eprintln!("kubia-2 answered {answered:?} after the edit");
+
+    let d = s.dig(&["A", kubia2]);
+    assert_eq!(d.answers("A"), ["192.0.2.3"], "{d}");
+    let d = s.dig(&["SRV", KUBIA_SET]);
+    assert_eq!(d.answers("SRV").len(), 3, "{d}");
+    assert!(
+        d.answers("SRV").iter().all(|r| r.starts_with("0 33 80 ")),
+        "{d}"
+    );
+    assert!(s.generation() > generation, "{}", s.log_dump());
+    assert_eq!(
+        s.metric("petdns_snapshot_generation"),
+        Some(s.generation() as f64)
+    );
+    assert!(s.metric("petdns_reloads_total").unwrap() > reloads);
+}
+
+/// An invalid edit is rejected with file and line; the last good state keeps serving.
+#[test]
+fn invalid_edit_keeps_serving_the_last_good_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let [file] = copy_into(dir.path(), &[example("kubia.yaml")])
+        .try_into()
+        .unwrap();
+    let s = Server::new(&[&file]);
+    let good = read(&file);
+    let before = s.dig(&["SRV", KUBIA_SET]);
+    assert_eq!(before.answers("SRV").len(), 2, "{before}");
+    let replicas_line = good
+        .lines()
+        .position(|l| l.contains("replicas: 2"))
+        .unwrap()
+        + 1;
+    let rejected = "manifest rejected; the last good state keeps serving";
+
+    // 1. Bad YAML: an unclosed flow sequence.
+    replace_file(&file, &good.replace("replicas: 2", "replicas: [3"));
+    let log = s.wait_message(rejected, 0);
+    assert!(
+        log["file"].as_str().unwrap_or("").ends_with("kubia.yaml"),
+        "{log}"
+    );
+    assert!(
+        log["line"].as_u64().unwrap_or(0) >= replicas_line as u64,
+        "{log}"
+    );
+    assert!(!log["reason"].as_str().unwrap_or("").is_empty(), "{log}");
+    assert_eq!(
+        s.metric("petdns_reload_errors_total"),
+        Some(1.0),
+        "{}",
+        s.metrics()
+    );
+    let after = s.dig(&["SRV", KUBIA_SET]);
+    assert_eq!(after.answers("SRV"), before.answers("SRV"), "{after}");
+    assert_eq!(
+        s.get("/readyz").unwrap().0,
+        200,
+        "still ready: the old state serves"
+    );
+
+    // 2. A type error: replicas is a string.
+    replace_file(&file, &good.replace("replicas: 2", "replicas: three"));
+    let log = s.wait_message(rejected, 1);
+    assert!(
+        log["file"].as_str().unwrap_or("").ends_with("kubia.yaml"),
+        "{log}"
+    );
+    assert_eq!(log["line"], replicas_line, "the line of `replicas:`\n{log}");
+    assert_eq!(s.metric("petdns_reload_errors_total"), Some(2.0));
+    let after = s.dig(&["SRV", KUBIA_SET]);
+    assert_eq!(after.answers("SRV"), before.answers("SRV"), "{after}");
+    assert_eq!(s.generation(), 1, "no new snapshot for a rejected edit");
+
+    // 3. Fixed: applied.
+    replace_file(&file, &good.replace("replicas: 2", "replicas: 1"));
+    s.wait_message("snapshot published", 1);
+    let d = s.dig(&["SRV", KUBIA_SET]);
+    assert_eq!(
+        d.answers("SRV"),
+        ["0 100 80 kubia-0.kubia.default.svc.cluster.local."],
+        "{d}"
+    );
+}
+
+#[test]
+fn manifest_directory_picks_up_added_and_removed_files() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_into(dir.path(), &[example("kubia.yaml")]);
+    // Not a manifest name: ignored.
+    std::fs::write(dir.path().join("notes.txt"), "not yaml: [").unwrap();
+    let s = Server::new(&[dir.path()]);
+    let web0 = "web-0.nginx.default.svc.cluster.local";
+    s.dig(&["A", web0]).assert_negative("NXDOMAIN");
+
+    // Add a file (written beside, then renamed in, as a deploy tool would).
+    let added = dir.path().join("ports.yaml");
+    replace_file(&added, &read(&fixture("ports.yaml")));
+    let d = poll(DEADLINE, || {
+        let d = s.dig(&["A", web0]);
+        (d.status == "NOERROR").then_some(d)
+    })
+    .unwrap_or_else(|| panic!("the added file was not loaded\n{}", s.log_dump()));
+    assert_eq!(d.answers("A").len(), 1, "{d}");
+    assert_eq!(
+        s.dig(&["A", KUBIA_SET]).answers("A").len(),
+        2,
+        "kubia still served"
+    );
+
+    // Remove it again.
+    std::fs::remove_file(&added).unwrap();
+    poll(DEADLINE, || {
+        (s.dig(&["A", web0]).status == "NXDOMAIN").then_some(())
+    })
+    .unwrap_or_else(|| panic!("the removed file still answers\n{}", s.log_dump()));
+    assert_eq!(s.dig(&["A", KUBIA_SET]).answers("A").len(), 2);
+}
+
+fn addresses(s: &Server, pods: &[&str]) -> Vec<String> {
+    pods.iter()
+        .map(|p| {
+            let d = s.dig(&["A", &format!("{p}.kubia.default.svc.cluster.local")]);
+            assert_eq!(d.answers("A").len(), 1, "{d}");
+            d.answers("A")[0].clone()
+        })
+        .collect()
+}
+
+#[test]
+fn leases_survive_restarts_and_scale_down_and_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let file = dir.path().join("kubia.yaml");
+    let kubia = read(&example("kubia.yaml"));
+    std::fs::write(&file, kubia.replace("replicas: 2", "replicas: 3")).unwrap();
+    let pods = ["kubia-0", "kubia-1", "kubia-2"];
+
+    let s = Options::new(&[&file]).state_dir(&state).start();
+    let first = addresses(&s, &pods);
+    assert_eq!(first, ["192.0.2.1", "192.0.2.2", "192.0.2.3"]);
+    let (status, _) = s.terminate();
+    assert!(status.success());
+    let leases = read(&state.join("leases.json"));
+    assert!(leases.contains("192.0.2.3"), "{leases}");
+
+    // Same --state-dir after a restart: same addresses.
+    let s = Options::new(&[&file]).state_dir(&state).start();
+    assert_eq!(addresses(&s, &pods), first, "{}", s.log_dump());
+
+    // Scale down to 1 and add another set: it must not take kubia-1's or kubia-2's address.
+    let other = read(&example("kubia.yaml"))
+        .replace("name: kubia", "name: other")
+        .replace("app: kubia", "app: other")
+        .replace("serviceName: kubia", "serviceName: other");
+    let g = s.generation();
+    replace_file(
+        &file,
+        &format!(
+            "{}\n---\n{other}",
+            kubia.replace("replicas: 2", "replicas: 1")
+        ),
+    );
+    s.wait_message("snapshot published", g as usize);
+    s.dig(&["A", "kubia-2.kubia.default.svc.cluster.local"])
+        .assert_negative("NXDOMAIN");
+    let d = s.dig(&["A", "other.default.svc.cluster.local"]);
+    assert_eq!(
+        d.answers("A"),
+        ["192.0.2.4", "192.0.2.5"],
+        "retained leases stay taken\n{d}"
+    );
+
+    // Scale back up: kubia-2 regains its old address.
+    let g = s.generation();
+    replace_file(
+        &file,
+        &format!(
+            "{}\n---\n{other}",
+            kubia.replace("replicas: 2", "replicas: 3")
+        ),
+    );
+    s.wait_message("snapshot published", g as usize);
+    assert_eq!(addresses(&s, &pods), first, "{}", s.log_dump());
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let s = kubia();
+    assert_eq!(s.dig(&["A", KUBIA_SET]).answers("A").len(), 2);
+    let (status, logs) = s.terminate();
+    let dump = logs.join("\n");
+    assert!(status.success(), "exit status {status:?}\n{dump}");
+    assert_eq!(status.code(), Some(0), "{dump}");
+    let messages: Vec<String> = logs
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["message"].as_str().map(str::to_string))
+        .collect();
+    let down = messages.iter().position(|m| m == "shutting down");
+    let done = messages.iter().position(|m| m == "shutdown complete");
+    assert!(down.is_some() && done.is_some() && down < done, "{dump}");
+    assert_eq!(
+        messages.last().map(String::as_str),
+        Some("shutdown complete"),
+        "{dump}"
+    );
+}
+
+#[test]
+fn check_prints_the_identity_table_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let kubia = example("kubia.yaml");
+    let (code, out, err) = check(&[
+        "--manifests",
+        kubia.to_str().unwrap(),
+        "--pod-cidr",
+        "192.0.2.0/24",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        [
+            "NAMESPACE",
+            "SET",
+            "ORDINAL",
+            "POD",
+            "STATE",
+            "ADDRESSES",
+            "PUBLISHED"
+        ],
+        "{out}"
+    );
+    assert_eq!(
+        rows[1],
+        [
+            "default",
+            "kubia",
+            "0",
+            "kubia-0",
+            "Ready",
+            "192.0.2.1",
+            "yes"
+        ],
+        "{out}"
+    );
+    assert_eq!(
+        rows[2],
+        [
+            "default",
+            "kubia",
+            "1",
+            "kubia-1",
+            "Ready",
+            "192.0.2.2",
+            "yes"
+        ],
+        "{out}"
+    );
+    assert_eq!(rows.len(), 3, "{out}");
+    assert!(
+        !state.join("leases.json").exists(),
+        "check never writes leases"
+    );
+
+    // Observed states.
+    let observed = fixture("observed.yaml");
+    let (code, out, _) = check(&[
+        "--manifests",
+        observed.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()
+            == [
+                "default",
+                "db",
+                "4",
+                "db-4",
+                "NodeLost",
+                "198.51.100.14",
+                "yes"
+            ]),
+        "{out}"
+    );
+
+    // Invalid: exit 2, `error: file:line: reason`.
+    let broken = fixture("broken.yaml");
+    let (code, out, err) = check(&[
+        "--manifests",
+        broken.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{out}{err}");
+    let want = format!("error: {}:20: ", broken.display());
+    assert!(
+        out.lines().any(|l| l.starts_with(&want)),
+        "want {want:?}\n{out}{err}"
+    );
+
+    // A path that does not exist.
+    let (code, out, err) = check(&[
+        "--manifests",
+        "/nonexistent/petdns.yaml",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{out}{err}");
+}
+
+#[test]
+fn metrics_count_queries_by_type_and_rcode() {
+    let s = kubia();
+    let series = "petdns_dns_queries_total{qtype=\"A\",rcode=\"NOERROR\"}";
+    let nx = "petdns_dns_queries_total{qtype=\"A\",rcode=\"NXDOMAIN\"}";
+    let before = s
+        .metric(series)
+        .unwrap_or_else(|| panic!("{series} missing\n{}", s.metrics()));
+    for _ in 0..3 {
+        s.dig(&["A", KUBIA_SET]);
+    }
+    s.dig(&["A", "nope.cluster.local"]);
+    assert_eq!(s.metric(series), Some(before + 3.0), "{}", s.metrics());
+    assert_eq!(s.metric(nx), Some(1.0), "{}", s.metrics());
+    assert_eq!(s.metric("petdns_identities{state=\"Ready\"}"), Some(2.0));
+    assert_eq!(s.metric("petdns_snapshot_generation"), Some(1.0));
+    assert_eq!(s.metric("petdns_reload_errors_total"), Some(0.0));
+    assert_eq!(s.get("/healthz").unwrap().0, 200);
+}
+
+/// The seed's walkthrough: `dig SRV kubia.default.svc.cluster.local`.
+#[test]
+fn kubia_walkthrough() {
+    let s = kubia();
+    let d = s.dig(&["SRV", KUBIA_SET]);
+    assert_eq!(d.status, "NOERROR", "{d}");
+    assert!(d.aa(), "{d}");
+    // The Service port 80 has no targetPort, so the SRV port is 80 (not the container's 8080).
+    assert_eq!(
+        d.answers("SRV"),
+        [
+            "0 50 80 kubia-0.kubia.default.svc.cluster.local.",
+            "0 50 80 kubia-1.kubia.default.svc.cluster.local.",
+        ],
+        "{d}"
+    );
+    assert_eq!(
+        d.glue(),
+        [
+            "kubia-0.kubia.default.svc.cluster.local. A 192.0.2.1",
+            "kubia-1.kubia.default.svc.cluster.local. A 192.0.2.2",
+        ],
+        "{d}"
+    );
+    let d = s.dig(&["+short", "A", "kubia-0.kubia.default.svc.cluster.local"]);
+    assert_eq!(d.raw.trim(), "192.0.2.1", "{d}");
+    let d = s.dig(&["SRV", "_http._tcp.kubia.default.svc.cluster.local"]);
+    assert_eq!(d.answers("SRV").len(), 2, "{d}");
+    let d = s.dig(&["TXT", "kubia-1.kubia.default.svc.cluster.local"]);
+    assert!(
+        d.answers("TXT")[0].contains("\"claims=data-kubia-1\""),
+        "{d}"
+    );
+}
+
+/// examples/web.yaml: the Kubernetes documentation's nginx/web StatefulSet (claims `www`).
+#[test]
+fn web_example_walkthrough() {
+    let s = Server::new(&[&example("web.yaml")]);
+    let srv = [
+        "0 50 80 web-0.nginx.default.svc.cluster.local.",
+        "0 50 80 web-1.nginx.default.svc.cluster.local.",
+    ];
+    let glue = [
+        "web-0.nginx.default.svc.cluster.local. A 192.0.2.1",
+        "web-1.nginx.default.svc.cluster.local. A 192.0.2.2",
+    ];
+    for name in [
+        "nginx.default.svc.cluster.local",
+        "_web._tcp.nginx.default.svc.cluster.local",
+    ] {
+        let d = s.dig(&["SRV", name]);
+        assert_eq!(d.status, "NOERROR", "{d}");
+        assert!(d.aa(), "{d}");
+        assert_eq!(d.answers("SRV"), srv, "{d}");
+        assert_eq!(d.glue(), glue, "{d}");
+    }
+    let d = s.dig(&["A", "nginx.default.svc.cluster.local"]);
+    assert_eq!(d.answers("A"), ["192.0.2.1", "192.0.2.2"], "{d}");
+    let d = s.dig(&["TXT", "web-0.nginx.default.svc.cluster.local"]);
+    let txt = d.answers("TXT");
+    assert_eq!(txt.len(), 1, "{d}");
+    assert!(
+        txt[0].starts_with("\"ordinal=0\" \"set=web\" \"state=Ready\" \"revision=web-"),
+        "{d}"
+    );
+    assert!(txt[0].ends_with(" \"claims=www-web-0\""), "{d}");
+    let d = s.dig(&["-x", "192.0.2.2"]);
+    assert_eq!(
+        d.answers("PTR"),
+        ["web-1.nginx.default.svc.cluster.local."],
+        "{d}"
+    );
+    s.dig(&["AAAA", "web-0.nginx.default.svc.cluster.local"])
+        .assert_negative("NOERROR");
+    s.dig(&["A", "web-2.nginx.default.svc.cluster.local"])
+        .assert_negative("NXDOMAIN");
+}
+
+/// identity.md: a corrupt lease file is reported and rebuilt, never silently reused.
+#[test]
+fn corrupt_lease_file_is_moved_aside_and_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("leases.json"), "{ not json").unwrap();
+    let s = Options::new(&[&example("kubia.yaml")])
+        .state_dir(&state)
+        .start();
+    let warned = s
+        .log_records()
+        .into_iter()
+        .find(|v| v["level"] == "WARN" && v["message"].as_str().unwrap_or("").contains("corrupt"));
+    assert!(
+        warned.is_some(),
+        "the corrupt file must be reported\n{}",
+        s.log_dump()
+    );
+    let d = s.dig(&["A", KUBIA_SET]);
+    assert_eq!(d.answers("A"), ["192.0.2.1", "192.0.2.2"], "{d}");
+    let names: Vec<String> = std::fs::read_dir(&state)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("leases.json.corrupt")),
+        "{names:?}"
+    );
+    let rebuilt = read(&state.join("leases.json"));
+    assert!(rebuilt.contains("192.0.2.2"), "{rebuilt}");
+}
+
+/// Regression: the reason of a rejected manifest repeated serde-saphyr's "line N column M",
+/// where N counts from the start of the YAML document, so `kubia.yaml:20` was followed by
+/// "line 7 column 13" for the same error.
+#[test]
+fn regression_reject_reason_repeated_a_document_relative_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kubia.yaml");
+    std::fs::write(&file, read(&fixture("broken.yaml"))).unwrap();
+    let s = Options::new(&[&file]).not_ready().start();
+    let log = s.wait_message("manifest rejected; the last good state keeps serving", 0);
+    assert_eq!(log["line"], 20, "{log}");
+    let reason = log["reason"].as_str().unwrap_or("");
+    assert!(!reason.is_empty(), "{log}");
+    assert!(
+        !reason.contains("line "),
+        "no second, document-relative line: {log}"
+    );
+
+    let (code, out, _) = check(&[
+        "--manifests",
+        file.to_str().unwrap(),
+        "--state-dir",
+        dir.path().join("state").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{out}");
+    let first = out.lines().next().unwrap_or("");
+    assert!(
+        first.starts_with(&format!("error: {}:20: ", file.display())),
+        "{out}"
+    );
+    assert!(!first.contains("line "), "{out}");
+}
