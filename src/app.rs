@@ -13,12 +13,13 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::admin::{AdminServer, Health, Metrics, SourceMetrics};
 use crate::cli::{Cli, Command};
-use crate::config::{CheckConfig, ConfigError, ServeConfig};
+use crate::config::{CheckConfig, ConfigError, ControllerConfig, ServeConfig, SourceConfig};
 use crate::controller::IdentityTable;
 use crate::dns::{Authority, DnsServer, ListenerConfig};
 use crate::index::{self, IndexConfig, Snapshot};
+use crate::source::kube::PeerSetSource;
 use crate::source::leases::{LeaseError, LeaseStore};
-use crate::source::manifests::{self, ManifestError};
+use crate::source::manifests;
 use crate::source::{ManifestSource, Publish, embedded};
 
 /// Process exit codes.
@@ -53,7 +54,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             let cfg = CheckConfig::from_args(&args).map_err(AppError::from)?;
             Ok(check(&cfg, &mut std::io::stdout().lock()))
         }
+        Command::Controller(args) => {
+            let cfg = ControllerConfig::from_args(&args).map_err(AppError::from)?;
+            controller(cfg).await.map(|()| 0)
+        }
+        Command::Crd => {
+            print!("{}", crd_yaml()?);
+            Ok(0)
+        }
     }
+}
+
+/// The PeerSet CRD as YAML (`petdns crd`; `deploy/crd.yaml` is this output).
+pub fn crd_yaml() -> anyhow::Result<String> {
+    use kube::CustomResourceExt;
+    let crd = crate::controller::PeerSet::crd();
+    Ok(serde_saphyr::to_string(&crd)?)
+}
+
+/// A Kubernetes client from `--kubeconfig`, or in-cluster config, `KUBECONFIG`, `~/.kube/config`.
+pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("using kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no in-cluster config and no kubeconfig found")?,
+    };
+    Ok(kube::Client::try_from(config)?)
 }
 
 /// Builds snapshots from loaded tables and publishes them to the DNS handler.
@@ -95,7 +129,7 @@ impl Publish for SnapshotPublisher {
         self.health.set_loaded();
     }
 
-    fn rejected(&mut self, _errors: &[ManifestError]) {
+    fn rejected(&mut self) {
         self.metrics.reload_errors.inc();
     }
 
@@ -105,17 +139,6 @@ impl Publish for SnapshotPublisher {
 }
 
 async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
-    // A path that does not exist is a wrong flag, not a bad edit: fail at once.
-    manifests::manifest_files(&cfg.manifests).map_err(|errors| {
-        anyhow::anyhow!(
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        )
-        .context("--manifests")
-    })?;
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let index_cfg = IndexConfig {
@@ -124,10 +147,51 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         negative_ttl: cfg.negative_ttl,
         ns_addresses: cfg.advertise.clone(),
     };
+    if cfg.advertise.is_empty() {
+        warn!(
+            "no --advertise address: ns.dns.{} has no A/AAAA record",
+            cfg.zone
+        );
+    }
     let snapshot = Arc::new(ArcSwap::from_pointee(index::placeholder(&index_cfg)));
-    let leases = LeaseStore::open(&cfg.state_dir, cfg.pod_cidr).context("--state-dir")?;
+    let publisher = SnapshotPublisher {
+        snapshot: snapshot.clone(),
+        index: index_cfg,
+        generation: 0,
+        serial: 0,
+        metrics: metrics.source.clone(),
+        health: health.clone(),
+    };
+    let source_token = CancellationToken::new();
+    // Check the source before binding anything: a wrong flag fails at once.
+    let source: futures::future::BoxFuture<'static, anyhow::Result<()>> = match &cfg.source {
+        SourceConfig::Manifests(paths) => {
+            manifests::manifest_files(paths).map_err(|errors| {
+                AppError::Config(ConfigError::Manifests(
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ))
+            })?;
+            let leases = LeaseStore::open(&cfg.state_dir, cfg.pod_cidr).context("--state-dir")?;
+            Box::pin(
+                ManifestSource::new(paths.clone(), leases, publisher).run(source_token.clone()),
+            )
+        }
+        SourceConfig::Kube {
+            kubeconfig,
+            namespaces,
+        } => {
+            let client = kube_client(kubeconfig.as_deref()).await?;
+            let source =
+                PeerSetSource::new(client, namespaces.clone(), publisher, metrics.kube.clone());
+            Box::pin(source.run(source_token.clone()))
+        }
+    };
 
-    let authority = Authority::new(snapshot.clone(), metrics.dns.clone(), cfg.max_udp_payload);
+    let authority = Authority::new(snapshot, metrics.dns.clone(), cfg.max_udp_payload);
     let listener = ListenerConfig {
         addr: cfg.listen,
         tcp_idle_timeout: cfg.tcp_idle_timeout,
@@ -140,55 +204,108 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen for admin HTTP on {}", cfg.admin))?;
     info!(dns = %dns.local_addr(), admin = %admin.local_addr()?, zone = %cfg.zone, "listening");
 
-    let publisher = SnapshotPublisher {
-        snapshot,
-        index: index_cfg,
-        generation: 0,
-        serial: 0,
-        metrics: metrics.source.clone(),
-        health: health.clone(),
-    };
-    let mut source = ManifestSource::new(cfg.manifests.clone(), leases, publisher);
-    if !tokio::task::block_in_place(|| source.reload()) {
-        warn!("the manifests are invalid: answering SERVFAIL and not ready until they are fixed");
-    }
-
     let dns_token = CancellationToken::new();
-    let source_token = CancellationToken::new();
-    let admin_token = CancellationToken::new();
-    let mut dns_task = tokio::spawn(dns.run(dns_token.clone()).instrument(info_span!("dns")));
-    let mut source_task = tokio::spawn(
-        source
-            .run(source_token.clone())
-            .instrument(info_span!("source")),
+    let parts = vec![
+        Part::spawn(
+            "DNS listeners",
+            dns_token.clone(),
+            dns.run(dns_token).instrument(info_span!("dns")),
+        ),
+        Part::spawn(
+            "record source",
+            source_token,
+            source.instrument(info_span!("source")),
+        ),
+    ];
+    run_parts(health, parts, admin).await
+}
+
+/// `petdns controller`: the companion controller with its admin endpoints.
+async fn controller(cfg: ControllerConfig) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let client = kube_client(cfg.kubeconfig.as_deref()).await?;
+    let admin = AdminServer::bind(cfg.admin, health.clone(), metrics.clone())
+        .await
+        .with_context(|| format!("cannot listen for admin HTTP on {}", cfg.admin))?;
+    info!(admin = %admin.local_addr()?, identity = %cfg.run.identity, "controller starting");
+    let token = CancellationToken::new();
+    let run = crate::controller::run::run(
+        client,
+        cfg.run,
+        health.clone(),
+        metrics.kube.clone(),
+        token.clone(),
     );
+    let parts = vec![Part::spawn(
+        "controller",
+        token,
+        run.instrument(info_span!("controller")),
+    )];
+    run_parts(health, parts, admin).await
+}
+
+/// One long-running part of the process and the token that stops it.
+struct Part {
+    name: &'static str,
+    token: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Part {
+    /// Spawns `fut`, which stops when `token` is cancelled.
+    fn spawn<F>(name: &'static str, token: CancellationToken, fut: F) -> Part
+    where
+        F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        Part {
+            name,
+            token,
+            task: tokio::spawn(fut),
+        }
+    }
+}
+
+/// Runs the parts and the admin server until a signal or a part failing, then shuts down in
+/// order: readiness off, each part in the order given, admin last. A second signal aborts.
+async fn run_parts(
+    health: Arc<Health>,
+    mut parts: Vec<Part>,
+    admin: AdminServer,
+) -> anyhow::Result<()> {
+    let admin_token = CancellationToken::new();
     let mut admin_task = tokio::spawn(
         admin
             .run(admin_token.clone())
             .instrument(info_span!("admin")),
     );
-
-    // Run until a signal or a part failing on its own.
+    let first_done = futures::future::select_all(
+        parts
+            .iter_mut()
+            .map(|p| Box::pin(async { (p.name, (&mut p.task).await) })),
+    );
     let mut failure: Option<anyhow::Error> = None;
+    let mut finished: Option<&'static str> = None;
     tokio::select! {
         signal = shutdown_signal() => info!(%signal, "shutting down"),
-        r = &mut dns_task => failure = Some(joined(r, "DNS listeners").err().unwrap_or_else(|| anyhow::anyhow!("DNS listeners stopped"))),
-        r = &mut source_task => failure = Some(joined(r, "manifest watch").err().unwrap_or_else(|| anyhow::anyhow!("manifest watch stopped"))),
-        r = &mut admin_task => failure = Some(joined(r.map(|r| r.map_err(anyhow::Error::from)), "admin server").err().unwrap_or_else(|| anyhow::anyhow!("admin server stopped"))),
+        ((name, r), _, _) = first_done => {
+            finished = Some(name);
+            failure = Some(joined(r, name).err().unwrap_or_else(|| anyhow::anyhow!("{name} stopped")));
+        }
+        r = &mut admin_task => {
+            failure = Some(joined(r.map(|r| r.map_err(anyhow::Error::from)), "admin server").err().unwrap_or_else(|| anyhow::anyhow!("admin server stopped")));
+        }
     }
     if let Some(e) = &failure {
         error!(error = %format!("{e:#}"), "a part failed; shutting down");
     }
-
     let orderly = async {
         health.set_shutting_down();
-        dns_token.cancel();
-        if !dns_task.is_finished() {
-            let _ = joined(dns_task.await, "DNS listeners");
-        }
-        source_token.cancel();
-        if !source_task.is_finished() {
-            let _ = joined(source_task.await, "manifest watch");
+        for part in parts {
+            part.token.cancel();
+            if Some(part.name) != finished {
+                let _ = joined(part.task.await, part.name);
+            }
         }
         admin_token.cancel();
         if !admin_task.is_finished() {

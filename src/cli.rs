@@ -36,19 +36,41 @@ pub enum Command {
     Serve(ServeArgs),
     /// Validate manifests and print the identity table; exit 2 with every error.
     Check(CheckArgs),
+    /// Run the companion controller: keep one PeerSet per StatefulSet (cluster mode).
+    Controller(ControllerArgs),
+    /// Print the PeerSet CustomResourceDefinition as YAML.
+    Crd,
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["manifests", "kube"])))]
 pub struct ServeArgs {
     /// Manifest file or directory (repeatable; the env var takes a comma-separated list).
     #[arg(
         long = "manifests",
         value_name = "PATH",
         env = "PETDNS_MANIFESTS",
-        value_delimiter = ',',
-        required = true
+        value_delimiter = ','
     )]
     pub manifests: Vec<PathBuf>,
+
+    /// Serve the cluster's PeerSets (written by `petdns controller`) instead of manifests.
+    #[arg(long, env = "PETDNS_KUBE", conflicts_with = "manifests")]
+    pub kube: bool,
+
+    /// With --kube: only these namespaces (repeatable) [default: all].
+    #[arg(
+        long = "namespace",
+        value_name = "NS",
+        env = "PETDNS_NAMESPACES",
+        value_delimiter = ',',
+        requires = "kube"
+    )]
+    pub namespaces: Vec<String>,
+
+    /// Kubeconfig file [default: in-cluster config, else KUBECONFIG, else ~/.kube/config].
+    #[arg(long, value_name = "PATH", env = "PETDNS_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
 
     /// DNS address, UDP and TCP (port 0 picks a free port).
     #[arg(
@@ -145,4 +167,51 @@ pub struct CheckArgs {
     /// Lease directory to read (never written by check) [default: as for serve].
     #[arg(long, value_name = "DIR", env = "PETDNS_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// Kubeconfig file [default: in-cluster config, else KUBECONFIG, else ~/.kube/config].
+    #[arg(long, value_name = "PATH", env = "PETDNS_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Admin HTTP address: /healthz, /readyz, /metrics.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "PETDNS_ADMIN",
+        default_value = "127.0.0.1:9154"
+    )]
+    pub admin: SocketAddr,
+
+    /// Namespace of the leader-election Lease.
+    #[arg(
+        long,
+        value_name = "NS",
+        env = "POD_NAMESPACE",
+        default_value = "petdns"
+    )]
+    pub lease_namespace: String,
+
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "PETDNS_LEASE_NAME",
+        default_value = "petdns-controller"
+    )]
+    pub lease_name: String,
+
+    /// This replica's identity in the Lease [default: POD_NAME, else host name and process id].
+    #[arg(long, value_name = "ID", env = "POD_NAME")]
+    pub identity: Option<String>,
+
+    /// Lease duration in seconds: a crashed leader is replaced after about this long.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "PETDNS_LEASE_SECONDS",
+        default_value_t = 15
+    )]
+    pub lease_seconds: u64,
 }

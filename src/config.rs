@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hickory_proto::rr::Name;
 
-use crate::cli::{CheckArgs, LogFormat, ServeArgs};
+use crate::cli::{CheckArgs, ControllerArgs, LogFormat, ServeArgs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -18,6 +18,10 @@ pub enum ConfigError {
     Ttl(u32),
     #[error("--manifests is required (or PETDNS_MANIFESTS)")]
     NoManifests,
+    #[error("--manifests: {0}")]
+    Manifests(String),
+    #[error("--lease-seconds must be between 3 and 300 (got {0})")]
+    LeaseSeconds(u64),
     #[error("no --state-dir given and neither XDG_STATE_HOME nor HOME is set")]
     NoStateDir,
 }
@@ -112,10 +116,20 @@ impl FromStr for Cidr {
     }
 }
 
+/// Where `petdns serve` gets its identity tables.
+#[derive(Clone, Debug)]
+pub enum SourceConfig {
+    Manifests(Vec<PathBuf>),
+    Kube {
+        kubeconfig: Option<PathBuf>,
+        namespaces: Vec<String>,
+    },
+}
+
 /// Everything `petdns serve` needs.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
-    pub manifests: Vec<PathBuf>,
+    pub source: SourceConfig,
     pub listen: SocketAddr,
     pub zone: Name,
     pub ttl: u32,
@@ -164,9 +178,16 @@ fn default_state_dir() -> Option<PathBuf> {
 
 impl ServeConfig {
     pub fn from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
-        if args.manifests.is_empty() {
+        let source = if args.kube {
+            SourceConfig::Kube {
+                kubeconfig: args.kubeconfig.clone(),
+                namespaces: args.namespaces.clone(),
+            }
+        } else if args.manifests.is_empty() {
             return Err(ConfigError::NoManifests);
-        }
+        } else {
+            SourceConfig::Manifests(args.manifests.clone())
+        };
         for ttl in [args.ttl, args.negative_ttl] {
             if ttl > 3600 {
                 return Err(ConfigError::Ttl(ttl));
@@ -178,7 +199,7 @@ impl ServeConfig {
             args.advertise.clone()
         };
         Ok(ServeConfig {
-            manifests: args.manifests.clone(),
+            source,
             listen: args.listen,
             zone: parse_zone(&args.zone)?,
             ttl: args.ttl,
@@ -205,6 +226,40 @@ impl CheckConfig {
             manifests: args.manifests.clone(),
             pod_cidr: args.pod_cidr,
             state_dir: args.state_dir.clone().or_else(default_state_dir),
+        })
+    }
+}
+
+/// Everything `petdns controller` needs.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    pub kubeconfig: Option<PathBuf>,
+    pub admin: SocketAddr,
+    pub run: crate::controller::run::ControllerConfig,
+}
+
+impl ControllerConfig {
+    pub fn from_args(args: &ControllerArgs) -> Result<Self, ConfigError> {
+        if !(3..=300).contains(&args.lease_seconds) {
+            return Err(ConfigError::LeaseSeconds(args.lease_seconds));
+        }
+        let identity = args
+            .identity
+            .clone()
+            .filter(|i| !i.is_empty())
+            .unwrap_or_else(|| {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+                format!("{}-{}", host.trim(), std::process::id())
+            });
+        Ok(ControllerConfig {
+            kubeconfig: args.kubeconfig.clone(),
+            admin: args.admin,
+            run: crate::controller::run::ControllerConfig {
+                lease_namespace: args.lease_namespace.clone(),
+                lease_name: args.lease_name.clone(),
+                identity,
+                lease_seconds: args.lease_seconds,
+            },
         })
     }
 }

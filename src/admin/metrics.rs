@@ -94,11 +94,29 @@ impl SourceMetrics {
     }
 }
 
+/// Health of the Kubernetes API connection (cluster mode): staleness is visible here.
+pub struct KubeMetrics {
+    /// Watch stream errors (disconnects, 410 Gone relists, API errors); the watch retries.
+    pub watch_errors: Counter,
+    /// 1 while every watch is connected and synced, 0 while any is retrying.
+    pub watches_healthy: Gauge,
+    /// Unix time of the last event or bookmark received from the API server.
+    pub last_event_seconds: Gauge<f64, AtomicU64>,
+    /// PeerSet writes (server-side apply or delete) by the controller, and failed ones.
+    pub writes: Counter,
+    pub write_errors: Counter,
+    /// PeerSets rejected by a DNS server because their content is invalid.
+    pub invalid_peersets: Counter,
+    /// 1 while this controller replica holds the leader lease.
+    pub leader: Gauge,
+}
+
 /// Every metric of the process, and the registry that renders them.
 pub struct Metrics {
     pub registry: Registry,
     pub dns: std::sync::Arc<DnsMetrics>,
     pub source: std::sync::Arc<SourceMetrics>,
+    pub kube: std::sync::Arc<KubeMetrics>,
 }
 
 impl Default for Metrics {
@@ -179,8 +197,54 @@ impl Metrics {
             });
         }
 
+        let kube = KubeMetrics {
+            watch_errors: Counter::default(),
+            watches_healthy: Gauge::default(),
+            last_event_seconds: Gauge::default(),
+            writes: Counter::default(),
+            write_errors: Counter::default(),
+            invalid_peersets: Counter::default(),
+            leader: Gauge::default(),
+        };
+        registry.register(
+            "kube_watch_errors",
+            "Kubernetes watch errors (each is retried with backoff)",
+            kube.watch_errors.clone(),
+        );
+        registry.register(
+            "kube_watches_healthy",
+            "1 while every Kubernetes watch is connected and synced",
+            kube.watches_healthy.clone(),
+        );
+        registry.register(
+            "kube_last_event_timestamp_seconds",
+            "Unix time of the last watch event or bookmark from the API server",
+            kube.last_event_seconds.clone(),
+        );
+        registry.register(
+            "peerset_writes",
+            "PeerSet writes by the controller",
+            kube.writes.clone(),
+        );
+        registry.register(
+            "peerset_write_errors",
+            "Failed PeerSet writes by the controller (retried)",
+            kube.write_errors.clone(),
+        );
+        registry.register(
+            "invalid_peersets",
+            "PeerSets rejected because their content is invalid (the previous state keeps serving)",
+            kube.invalid_peersets.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this controller holds the leader lease",
+            kube.leader.clone(),
+        );
+
         Metrics {
             registry,
+            kube: std::sync::Arc::new(kube),
             dns: std::sync::Arc::new(DnsMetrics { queries: handles }),
             source: std::sync::Arc::new(source),
         }

@@ -4,13 +4,19 @@
 //! [`IdentityTable`]. The embedded source and (later) the cluster controller both call it, so
 //! the rules live in exactly one place.
 
+pub mod cluster;
+#[cfg(test)]
+pub(crate) mod fixtures;
 mod identity;
+mod peerset;
 mod reconcile;
+pub mod run;
 
 pub use identity::{
     Condition, ConditionStatus, Identity, IdentityState, IdentityTable, Ordinals, PortSpec,
     SrvPriority,
 };
+pub use peerset::{PeerSet, PeerSetError, PeerSetSpec, PeerSetStatus};
 pub use reconcile::{
     CLAIM_SEPARATOR, POD_INDEX_LABEL, POD_NAME_LABEL, REVISION_LABEL, SRV_PRIORITY_ANNOTATION,
     parent_and_ordinal, reconcile,

@@ -1,9 +1,24 @@
-//! Record sources: where identity tables come from. Today the embedded default (Kubernetes
-//! manifests on disk, hot-reloaded); the cluster's PeerSets later.
+//! Record sources: where identity tables come from. The embedded default reads Kubernetes
+//! manifests on disk (hot-reloaded); cluster mode watches PeerSets.
+
+use std::collections::BTreeSet;
+
+use crate::controller::IdentityTable;
 
 pub mod embedded;
+pub mod kube;
 pub mod leases;
 pub mod manifests;
 mod watch;
 
-pub use watch::{ManifestSource, Publish};
+pub use watch::ManifestSource;
+
+/// Where a source sends what it loaded.
+pub trait Publish: Send {
+    /// A load succeeded: these are now all the tables.
+    fn loaded(&mut self, tables: Vec<IdentityTable>, namespaces: BTreeSet<String>);
+    /// Input was rejected; the previous tables keep serving.
+    fn rejected(&mut self);
+    /// The lease file could not be written.
+    fn lease_write_failed(&mut self, error: &leases::LeaseError);
+}

@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::Publish;
 use super::embedded;
 use super::leases::LeaseStore;
 use super::manifests::{self, ManifestError};
@@ -23,16 +24,6 @@ use crate::controller::IdentityTable;
 const DEBOUNCE: Duration = Duration::from_millis(50);
 /// Reload at the latest this long after the first event of a burst.
 const MAX_DELAY: Duration = Duration::from_millis(400);
-
-/// Where loaded tables go.
-pub trait Publish: Send {
-    /// A load succeeded: these are now the tables.
-    fn loaded(&mut self, tables: Vec<IdentityTable>, namespaces: BTreeSet<String>);
-    /// A load was rejected; the previous tables keep serving.
-    fn rejected(&mut self, errors: &[ManifestError]);
-    /// The lease file could not be written.
-    fn lease_write_failed(&mut self, error: &super::leases::LeaseError);
-}
 
 /// Manifests on disk as a record source.
 pub struct ManifestSource<P: Publish> {
@@ -61,7 +52,7 @@ impl<P: Publish> ManifestSource<P> {
                 for e in &errors {
                     error!(file = %e.file.display(), line = e.line, reason = %e.reason, "manifest rejected; the last good state keeps serving");
                 }
-                self.publish.rejected(&errors);
+                self.publish.rejected();
                 return false;
             }
         };
@@ -74,7 +65,7 @@ impl<P: Publish> ManifestSource<P> {
                     reason: e.to_string(),
                 };
                 error!(reason = %err.reason, "manifests rejected; the last good state keeps serving");
-                self.publish.rejected(&[err]);
+                self.publish.rejected();
                 return false;
             }
         };
@@ -119,7 +110,13 @@ impl<P: Publish> ManifestSource<P> {
     /// Watches the paths and reloads on change until `shutdown`.
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let changed = Arc::new(Notify::new());
+        // Watch first, then load: an edit made while loading is not missed.
         let _watcher = watch(&self.paths, changed.clone())?;
+        if !tokio::task::block_in_place(|| self.reload()) {
+            warn!(
+                "the manifests are invalid: answering SERVFAIL and not ready until they are fixed"
+            );
+        }
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),

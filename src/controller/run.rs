@@ -1,0 +1,463 @@
+//! `petdns controller`: watches StatefulSets, Services, StatefulSet pods and Nodes, keeps one
+//! PeerSet per StatefulSet. Every replica watches (a warm standby); only the holder of the
+//! leader Lease writes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::{StreamExt, stream::BoxStream};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::cluster::{ClusterIndex, Key};
+use super::identity::ConditionStatus;
+use super::peerset::{PeerSet, PeerSetSpec, PeerSetStatus};
+use super::reconcile::POD_NAME_LABEL;
+use crate::admin::{Health, KubeMetrics};
+
+/// The field manager of every PeerSet write.
+pub const FIELD_MANAGER: &str = "petdns-controller";
+
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// Namespace of the leader Lease.
+    pub lease_namespace: String,
+    pub lease_name: String,
+    /// This replica's identity in the Lease (pod name in a cluster).
+    pub identity: String,
+    /// Lease duration; a crashed leader is replaced after about this long.
+    pub lease_seconds: u64,
+}
+
+/// One event from any watch. Boxed: Kubernetes objects are large and sizes differ a lot.
+enum Change {
+    Set(Box<Event<StatefulSet>>),
+    Service(Box<Event<Service>>),
+    Pod(Box<Event<Pod>>),
+    Node(Box<Event<Node>>),
+    PeerSet(Box<Event<PeerSet>>),
+    WatchError(&'static str, watcher::Error),
+}
+
+/// Objects buffered between `Init` and `InitDone` of one watch, then swapped in whole.
+struct Relist<K> {
+    items: Option<Vec<K>>,
+}
+
+impl<K> Default for Relist<K> {
+    fn default() -> Self {
+        Relist { items: None }
+    }
+}
+
+impl<K> Relist<K> {
+    /// Returns the complete list when the relist finishes.
+    fn feed(&mut self, ev: Event<K>) -> Result<Option<Vec<K>>, Event<K>> {
+        match ev {
+            Event::Init => {
+                self.items = Some(Vec::new());
+                Ok(None)
+            }
+            Event::InitApply(k) => {
+                self.items.get_or_insert_with(Vec::new).push(k);
+                Ok(None)
+            }
+            Event::InitDone => Ok(Some(self.items.take().unwrap_or_default())),
+            other => Err(other),
+        }
+    }
+}
+
+fn stream<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    wrap: fn(Box<Event<K>>) -> Change,
+    kind: &'static str,
+) -> BoxStream<'static, Change>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
+{
+    watcher(api, cfg)
+        .default_backoff()
+        .map(move |r| match r {
+            Ok(ev) => wrap(Box::new(ev)),
+            Err(e) => Change::WatchError(kind, e),
+        })
+        .boxed()
+}
+
+use kube::runtime::watcher::watcher;
+
+/// Runs until `shutdown`.
+pub async fn run(
+    client: Client,
+    cfg: ControllerConfig,
+    health: Arc<Health>,
+    metrics: Arc<KubeMetrics>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let lease = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &cfg.lease_name)
+        .with_namespace(&cfg.lease_namespace)
+        .with_identity(&cfg.identity)
+        .with_duration(cfg.lease_seconds)
+        .with_grace(cfg.lease_seconds.div_ceil(3).max(1))
+        .with_field_manager(format!("{FIELD_MANAGER}-lease"))
+        .build()
+        .await?;
+    let (mut leader_rx, lease_task) = lease.watch().await;
+
+    let pods_cfg = watcher::Config::default().labels(POD_NAME_LABEL);
+    let mut changes = futures::stream::select_all(vec![
+        stream(
+            Api::<StatefulSet>::all(client.clone()),
+            watcher::Config::default(),
+            Change::Set,
+            "statefulsets",
+        ),
+        stream(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default(),
+            Change::Service,
+            "services",
+        ),
+        stream(
+            Api::<Pod>::all(client.clone()),
+            pods_cfg,
+            Change::Pod,
+            "pods",
+        ),
+        stream(
+            Api::<Node>::all(client.clone()),
+            watcher::Config::default(),
+            Change::Node,
+            "nodes",
+        ),
+        stream(
+            Api::<PeerSet>::all(client.clone()),
+            watcher::Config::default(),
+            Change::PeerSet,
+            "peersets",
+        ),
+    ]);
+
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.into(),
+        instance: Some(cfg.identity.clone()),
+    };
+    let mut state = State {
+        client: client.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        index: ClusterIndex::default(),
+        peersets: BTreeMap::new(),
+        dirty: BTreeSet::new(),
+        relists: Default::default(),
+        synced: BTreeSet::new(),
+        metrics: metrics.clone(),
+    };
+    let mut leader = *leader_rx.borrow();
+    let mut retry = tokio::time::interval(Duration::from_secs(1));
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            changed = leader_rx.changed() => {
+                if changed.is_err() {
+                    warn!("leader election stopped; retrying is up to the process supervisor");
+                    anyhow::bail!("leader election task ended");
+                }
+                let now_leader = *leader_rx.borrow_and_update();
+                if now_leader != leader {
+                    leader = now_leader;
+                    metrics.leader.set(i64::from(leader));
+                    info!(leader, identity = %cfg.identity, "leadership changed");
+                    if leader {
+                        state.mark_all_dirty();
+                    }
+                }
+            }
+            Some(change) = changes.next() => {
+                state.handle(change);
+                // Take whatever else is ready before writing, so a burst becomes one pass.
+                while let Some(Some(change)) = futures::FutureExt::now_or_never(changes.next()) {
+                    state.handle(change);
+                }
+                if state.synced.len() == 5 {
+                    health.set_loaded();
+                }
+            }
+            _ = retry.tick() => {}
+        }
+        if leader && state.synced.len() == 5 && !state.dirty.is_empty() {
+            state.write_dirty().await;
+        }
+    }
+    drop(leader_rx);
+    // Give the lease up so the standby takes over at once instead of after the lease expires.
+    if let Ok(Ok(Ok(manager))) = tokio::time::timeout(Duration::from_secs(5), lease_task).await
+        && let Err(e) = manager.release().await
+    {
+        warn!(error = %e, "could not release the leader lease");
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Relists {
+    sets: Relist<StatefulSet>,
+    services: Relist<Service>,
+    pods: Relist<Pod>,
+    nodes: Relist<Node>,
+    peersets: Relist<PeerSet>,
+}
+
+struct State {
+    client: Client,
+    recorder: Recorder,
+    index: ClusterIndex,
+    /// PeerSets as the API server has them.
+    peersets: BTreeMap<Key, PeerSet>,
+    /// Sets whose PeerSet may need a write.
+    dirty: BTreeSet<Key>,
+    relists: Relists,
+
+    synced: BTreeSet<&'static str>,
+    metrics: Arc<KubeMetrics>,
+}
+
+fn now_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn peerset_key(ps: &PeerSet) -> Option<Key> {
+    Some((ps.metadata.namespace.clone()?, ps.metadata.name.clone()?))
+}
+
+impl State {
+    fn mark_all_dirty(&mut self) {
+        let keys: Vec<Key> = self
+            .index
+            .set_keys()
+            .cloned()
+            .chain(self.peersets.keys().cloned())
+            .collect();
+        self.dirty.extend(keys);
+    }
+
+    fn handle(&mut self, change: Change) {
+        self.metrics.last_event_seconds.set(now_seconds());
+        let affected = match change {
+            Change::WatchError(kind, e) => {
+                self.metrics.watch_errors.inc();
+                self.metrics.watches_healthy.set(0);
+                warn!(kind, error = %e, "watch failed; retrying with backoff (answers keep coming from the last state)");
+                return;
+            }
+            Change::Set(ev) => match self.relists.sets.feed(*ev) {
+                Ok(None) => return,
+                Ok(Some(all)) => {
+                    let affected = self.index.reset_sets(all);
+                    self.synced("statefulsets", affected)
+                }
+                Err(Event::Apply(o)) => self.index.apply_set(o),
+                Err(Event::Delete(o)) => self.index.delete_set(&o),
+                Err(_) => return,
+            },
+            Change::Service(ev) => match self.relists.services.feed(*ev) {
+                Ok(None) => return,
+                Ok(Some(all)) => {
+                    let affected = self.index.reset_services(all);
+                    self.synced("services", affected)
+                }
+                Err(Event::Apply(o)) => self.index.apply_service(o),
+                Err(Event::Delete(o)) => self.index.delete_service(&o),
+                Err(_) => return,
+            },
+            Change::Pod(ev) => match self.relists.pods.feed(*ev) {
+                Ok(None) => return,
+                Ok(Some(all)) => {
+                    let affected = self.index.reset_pods(all);
+                    self.synced("pods", affected)
+                }
+                Err(Event::Apply(o)) => self.index.apply_pod(o),
+                Err(Event::Delete(o)) => self.index.delete_pod(&o),
+                Err(_) => return,
+            },
+            Change::Node(ev) => match self.relists.nodes.feed(*ev) {
+                Ok(None) => return,
+                Ok(Some(all)) => {
+                    let affected = self.index.reset_nodes(all);
+                    self.synced("nodes", affected)
+                }
+                Err(Event::Apply(o)) => self.index.apply_node(o),
+                Err(Event::Delete(o)) => self.index.delete_node(&o),
+                Err(_) => return,
+            },
+            Change::PeerSet(ev) => match self.relists.peersets.feed(*ev) {
+                Ok(None) => return,
+                Ok(Some(all)) => {
+                    self.peersets = all
+                        .into_iter()
+                        .filter_map(|p| Some((peerset_key(&p)?, p)))
+                        .collect();
+                    let keys = self.peersets.keys().cloned().collect();
+                    self.synced("peersets", keys)
+                }
+                Err(Event::Apply(o)) => match peerset_key(&o) {
+                    Some(k) => {
+                        self.peersets.insert(k.clone(), o);
+                        vec![k]
+                    }
+                    None => return,
+                },
+                Err(Event::Delete(o)) => match peerset_key(&o) {
+                    Some(k) => {
+                        self.peersets.remove(&k);
+                        vec![k]
+                    }
+                    None => return,
+                },
+                Err(_) => return,
+            },
+        };
+        self.dirty.extend(affected);
+    }
+
+    fn synced(&mut self, kind: &'static str, affected: Vec<Key>) -> Vec<Key> {
+        if self.synced.insert(kind) {
+            info!(kind, "initial list done");
+        }
+        if self.synced.len() == 5 {
+            self.metrics.watches_healthy.set(1);
+        }
+        affected
+    }
+
+    /// Writes every dirty PeerSet whose desired content differs from what the API server has.
+    async fn write_dirty(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for key in dirty {
+            if let Err(e) = self.write_one(&key).await {
+                self.metrics.write_errors.inc();
+                warn!(namespace = %key.0, statefulset = %key.1, error = %e, "PeerSet write failed; will retry");
+                self.dirty.insert(key);
+            }
+        }
+    }
+
+    async fn write_one(&mut self, key: &Key) -> Result<(), kube::Error> {
+        let api: Api<PeerSet> = Api::namespaced(self.client.clone(), &key.0);
+        let Some(set) = self.index.stateful_set(key).cloned() else {
+            // The StatefulSet is gone: its PeerSet goes too (the garbage collector would also
+            // remove it through the owner reference).
+            if self.peersets.contains_key(key) {
+                info!(namespace = %key.0, statefulset = %key.1, "deleting the PeerSet of a deleted StatefulSet");
+                match api.delete(&key.1, &DeleteParams::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+                self.metrics.writes.inc();
+            }
+            return Ok(());
+        };
+        let Some(table) = self.index.table(key) else {
+            return Ok(());
+        };
+        let (spec, status) = PeerSet::from_table(&table, set.metadata.generation);
+        let current = self.peersets.get(key);
+        let owner = set.controller_owner_ref(&());
+        let spec_same = current.is_some_and(|c| {
+            c.spec == spec
+                && owner.as_ref().is_none_or(|o| {
+                    c.metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|r| r.uid == o.uid)
+                })
+        });
+        let status_same = current.and_then(|c| c.status.as_ref()) == Some(&status);
+        if spec_same && status_same {
+            debug!(namespace = %key.0, statefulset = %key.1, "PeerSet up to date");
+            return Ok(());
+        }
+        let pp = PatchParams::apply(FIELD_MANAGER).force();
+        if !spec_same {
+            let body = json!({
+                "apiVersion": "petdns.io/v1alpha1",
+                "kind": "PeerSet",
+                "metadata": {
+                    "name": key.1,
+                    "namespace": key.0,
+                    "labels": {"app.kubernetes.io/managed-by": "petdns"},
+                    "ownerReferences": owner.into_iter().collect::<Vec<_>>(),
+                },
+                "spec": spec,
+            });
+            api.patch(&key.1, &pp, &Patch::Apply(&body)).await?;
+            self.metrics.writes.inc();
+        }
+        if !status_same {
+            let body =
+                json!({"apiVersion": "petdns.io/v1alpha1", "kind": "PeerSet", "status": status});
+            let written = api.patch_status(&key.1, &pp, &Patch::Apply(&body)).await?;
+            self.metrics.writes.inc();
+            self.announce(&set, current.and_then(|c| c.status.as_ref()), &status)
+                .await;
+            self.peersets.insert(key.clone(), written);
+        }
+        info!(namespace = %key.0, statefulset = %key.1, ready = %status.ready, "PeerSet written");
+        Ok(())
+    }
+
+    /// A Kubernetes Event on the StatefulSet for every condition that newly went wrong.
+    async fn announce(
+        &self,
+        set: &StatefulSet,
+        before: Option<&PeerSetStatus>,
+        after: &PeerSetStatus,
+    ) {
+        for c in after
+            .conditions
+            .iter()
+            .filter(|c| c.status == ConditionStatus::False)
+        {
+            let was = before.and_then(|b| b.conditions.iter().find(|o| o.type_ == c.type_));
+            if was.is_some_and(|w| w.status == c.status && w.reason == c.reason) {
+                continue;
+            }
+            warn!(namespace = %set.namespace().unwrap_or_default(), statefulset = %set.name_any(), reason = %c.reason, message = %c.message, "condition changed");
+            let ev = KubeEvent {
+                type_: EventType::Warning,
+                reason: c.reason.clone(),
+                note: Some(c.message.chars().take(1000).collect()),
+                action: "Reconcile".into(),
+                secondary: None,
+            };
+            if let Err(e) = self.recorder.publish(&ev, &set.object_ref(&())).await {
+                warn!(error = %e, "could not publish a Kubernetes Event");
+            }
+        }
+    }
+}
+
+/// The PeerSet spec and status that would be written for the current index (for tests).
+pub fn desired(index: &ClusterIndex, key: &Key) -> Option<(PeerSetSpec, PeerSetStatus)> {
+    let set = index.stateful_set(key)?;
+    let table = index.table(key)?;
+    Some(PeerSet::from_table(&table, set.metadata.generation))
+}

@@ -1,0 +1,182 @@
+//! Cluster mode source: watches PeerSets (written by `petdns controller`) and publishes their
+//! tables. Not ready, and SERVFAIL in the zone, until every watch has listed once; when the API
+//! server is unreachable the last state keeps serving while the watches retry with backoff and
+//! relist after 410 Gone, and the staleness shows in the `petdns_kube_*` metrics.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event, watcher};
+use kube::{Api, Client};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::Publish;
+use super::manifests::BUILTIN_NAMESPACES;
+use crate::admin::KubeMetrics;
+use crate::controller::{IdentityTable, PeerSet};
+
+type Key = (String, String);
+
+/// PeerSets as a record source.
+pub struct PeerSetSource<P: Publish> {
+    client: Client,
+    /// Namespaces to watch; empty means all.
+    namespaces: Vec<String>,
+    publish: P,
+    metrics: Arc<KubeMetrics>,
+}
+
+struct WatchState {
+    tables: BTreeMap<Key, IdentityTable>,
+    relisting: Option<BTreeMap<Key, IdentityTable>>,
+    synced: bool,
+}
+
+impl<P: Publish> PeerSetSource<P> {
+    pub fn new(
+        client: Client,
+        namespaces: Vec<String>,
+        publish: P,
+        metrics: Arc<KubeMetrics>,
+    ) -> Self {
+        PeerSetSource {
+            client,
+            namespaces,
+            publish,
+            metrics,
+        }
+    }
+
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let apis: Vec<Api<PeerSet>> = if self.namespaces.is_empty() {
+            vec![Api::all(self.client.clone())]
+        } else {
+            self.namespaces
+                .iter()
+                .map(|ns| Api::namespaced(self.client.clone(), ns))
+                .collect()
+        };
+        let mut states: Vec<WatchState> = apis
+            .iter()
+            .map(|_| WatchState {
+                tables: BTreeMap::new(),
+                relisting: None,
+                synced: false,
+            })
+            .collect();
+        let streams = apis.into_iter().enumerate().map(|(i, api)| {
+            watcher(api, watcher::Config::default())
+                .default_backoff()
+                .map(move |r| (i, r))
+                .boxed()
+        });
+        let mut events = futures::stream::select_all(streams);
+        let mut published_once = false;
+        loop {
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                next = events.next() => match next {
+                    Some(e) => e,
+                    None => anyhow::bail!("PeerSet watches ended"),
+                },
+            };
+            let mut changed = self.handle(&mut states, first);
+            while let Some(Some(next)) = futures::FutureExt::now_or_never(events.next()) {
+                changed |= self.handle(&mut states, next);
+            }
+            let all_synced = states.iter().all(|s| s.synced);
+            if all_synced {
+                self.metrics.watches_healthy.set(1);
+            }
+            if all_synced && (changed || !published_once) {
+                let tables: Vec<IdentityTable> = states
+                    .iter()
+                    .flat_map(|s| s.tables.values().cloned())
+                    .collect();
+                let mut namespaces: BTreeSet<String> =
+                    BUILTIN_NAMESPACES.iter().map(|s| s.to_string()).collect();
+                namespaces.extend(tables.iter().map(|t| t.namespace.clone()));
+                namespaces.extend(self.namespaces.iter().cloned());
+                info!(peersets = tables.len(), "PeerSets loaded");
+                self.publish.loaded(tables, namespaces);
+                published_once = true;
+            }
+        }
+    }
+
+    /// Applies one watch event; returns true when the tables changed.
+    fn handle(
+        &mut self,
+        states: &mut [WatchState],
+        (i, event): (usize, Result<Event<PeerSet>, watcher::Error>),
+    ) -> bool {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        self.metrics.last_event_seconds.set(now);
+        let state = &mut states[i];
+        match event {
+            Err(e) => {
+                self.metrics.watch_errors.inc();
+                self.metrics.watches_healthy.set(0);
+                warn!(error = %e, "PeerSet watch failed; serving the last state while retrying");
+                false
+            }
+            Ok(Event::Init) => {
+                state.relisting = Some(BTreeMap::new());
+                false
+            }
+            Ok(Event::InitApply(ps)) => {
+                let previous = &state.tables;
+                if let Some((key, table)) = self.accept(&ps, previous) {
+                    state
+                        .relisting
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(key, table);
+                }
+                false
+            }
+            Ok(Event::InitDone) => {
+                let fresh = state.relisting.take().unwrap_or_default();
+                state.synced = true;
+                let changed = fresh != state.tables;
+                state.tables = fresh;
+                changed
+            }
+            Ok(Event::Apply(ps)) => match self.accept(&ps, &state.tables) {
+                Some((key, table)) => state.tables.insert(key, table.clone()) != Some(table),
+                None => false,
+            },
+            Ok(Event::Delete(ps)) => {
+                match (ps.metadata.namespace.clone(), ps.metadata.name.clone()) {
+                    (Some(ns), Some(name)) => state.tables.remove(&(ns, name)).is_some(),
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    /// The table of a PeerSet; an invalid one keeps its previous table (if any) and is reported.
+    fn accept(
+        &mut self,
+        ps: &PeerSet,
+        previous: &BTreeMap<Key, IdentityTable>,
+    ) -> Option<(Key, IdentityTable)> {
+        let key = (ps.metadata.namespace.clone()?, ps.metadata.name.clone()?);
+        match ps.to_table() {
+            Ok(table) => Some((key, table)),
+            Err(crate::controller::PeerSetError::NoStatus(_)) => None,
+            Err(e) => {
+                self.metrics.invalid_peersets.inc();
+                self.publish.rejected();
+                warn!(namespace = %key.0, name = %key.1, error = %e, "ignoring an invalid PeerSet; its last good state keeps serving");
+                previous.get(&key).cloned().map(|t| (key, t))
+            }
+        }
+    }
+}
