@@ -177,7 +177,8 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             })?;
             let leases = LeaseStore::open(&cfg.state_dir, cfg.pod_cidr).context("--state-dir")?;
             Box::pin(
-                ManifestSource::new(paths.clone(), leases, publisher).run(source_token.clone()),
+                ManifestSource::new(paths.clone(), leases, cfg.srv_priority, publisher)
+                    .run(source_token.clone()),
             )
         }
         SourceConfig::Kube {
@@ -375,7 +376,7 @@ pub fn check(cfg: &CheckConfig, out: &mut dyn Write) -> u8 {
         Some(dir) => LeaseStore::open_read_only(dir, cfg.pod_cidr),
         None => LeaseStore::in_memory(cfg.pod_cidr),
     };
-    let tables = match embedded::tables(&objects, &mut leases) {
+    let tables = match embedded::tables(&objects, &mut leases, cfg.srv_priority) {
         Ok(t) => t,
         Err(e) => {
             let _ = writeln!(out, "error: {e}");

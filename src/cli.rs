@@ -25,6 +25,21 @@ pub struct Cli {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SrvPriorityArg {
+    Uniform,
+    Ordinal,
+}
+
+impl From<SrvPriorityArg> for crate::controller::SrvPriority {
+    fn from(a: SrvPriorityArg) -> Self {
+        match a {
+            SrvPriorityArg::Uniform => crate::controller::SrvPriority::Uniform,
+            SrvPriorityArg::Ordinal => crate::controller::SrvPriority::Ordinal,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
@@ -102,6 +117,11 @@ pub struct ServeArgs {
     )]
     pub pod_cidr: Cidr,
 
+    /// SRV priority for Services without a `petdns.io/srv-priority` annotation: `ordinal` makes
+    /// it ordinal - start, so clients try the lowest ordinal first.
+    #[arg(long, value_enum, env = "PETDNS_SRV_PRIORITY", default_value_t = SrvPriorityArg::Uniform)]
+    pub srv_priority: SrvPriorityArg,
+
     /// Where address leases are kept [default: $XDG_STATE_HOME/petdns, else ~/.local/state/petdns].
     #[arg(long, value_name = "DIR", env = "PETDNS_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
@@ -164,6 +184,11 @@ pub struct CheckArgs {
     )]
     pub pod_cidr: Cidr,
 
+    /// SRV priority for Services without a `petdns.io/srv-priority` annotation: `ordinal` makes
+    /// it ordinal - start, so clients try the lowest ordinal first.
+    #[arg(long, value_enum, env = "PETDNS_SRV_PRIORITY", default_value_t = SrvPriorityArg::Uniform)]
+    pub srv_priority: SrvPriorityArg,
+
     /// Lease directory to read (never written by check) [default: as for serve].
     #[arg(long, value_name = "DIR", env = "PETDNS_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
@@ -205,6 +230,11 @@ pub struct ControllerArgs {
     /// This replica's identity in the Lease [default: POD_NAME, else host name and process id].
     #[arg(long, value_name = "ID", env = "POD_NAME")]
     pub identity: Option<String>,
+
+    /// SRV priority for Services without a `petdns.io/srv-priority` annotation: `ordinal` makes
+    /// it ordinal - start, so clients try the lowest ordinal first.
+    #[arg(long, value_enum, env = "PETDNS_SRV_PRIORITY", default_value_t = SrvPriorityArg::Uniform)]
+    pub srv_priority: SrvPriorityArg,
 
     /// Lease duration in seconds: a crashed leader is replaced after about this long.
     #[arg(

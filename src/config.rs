@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use hickory_proto::rr::Name;
 
+use crate::controller::SrvPriority;
+
 use crate::cli::{CheckArgs, ControllerArgs, LogFormat, ServeArgs};
 
 #[derive(Debug, thiserror::Error)]
@@ -140,12 +142,14 @@ pub struct ServeConfig {
     pub advertise: Vec<IpAddr>,
     pub max_udp_payload: u16,
     pub tcp_idle_timeout: Duration,
+    pub srv_priority: SrvPriority,
 }
 
 /// Everything `petdns check` needs.
 #[derive(Clone, Debug)]
 pub struct CheckConfig {
     pub manifests: Vec<PathBuf>,
+    pub srv_priority: SrvPriority,
     pub pod_cidr: Cidr,
     pub state_dir: Option<PathBuf>,
 }
@@ -213,6 +217,7 @@ impl ServeConfig {
             advertise,
             max_udp_payload: args.max_udp_payload.clamp(512, 4096),
             tcp_idle_timeout: Duration::from_secs(args.tcp_idle_timeout.max(1)),
+            srv_priority: args.srv_priority.into(),
         })
     }
 }
@@ -224,6 +229,7 @@ impl CheckConfig {
         }
         Ok(CheckConfig {
             manifests: args.manifests.clone(),
+            srv_priority: args.srv_priority.into(),
             pod_cidr: args.pod_cidr,
             state_dir: args.state_dir.clone().or_else(default_state_dir),
         })
@@ -259,6 +265,7 @@ impl ControllerConfig {
                 lease_name: args.lease_name.clone(),
                 identity,
                 lease_seconds: args.lease_seconds,
+                srv_priority: args.srv_priority.into(),
             },
         })
     }

@@ -1403,3 +1403,49 @@ fn regression_reject_reason_repeated_a_document_relative_line() {
     );
     assert!(!first.contains("line "), "{out}");
 }
+
+#[test]
+fn regression_glue_that_does_not_fit_is_left_out_without_tc() {
+    // RFC 2181 section 9: TC means required data is missing. Seven SRV records fit in 512
+    // bytes but their glue does not: the answer goes out whole, without glue and without TC,
+    // so clients do not retry over TCP for data they can ask for separately.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mid.yaml");
+    let text = read(&fixture("big.yaml"))
+        .replace("name: big", "name: mid")
+        .replace("app: big", "app: mid")
+        .replace("serviceName: big", "serviceName: mid")
+        .replace("replicas: 10", "replicas: 7");
+    std::fs::write(&path, text).unwrap();
+    let s = Server::new(&[&path]);
+    let d = s.dig(&[
+        "+noedns",
+        "+ignore",
+        "SRV",
+        "mid.default.svc.cluster.local.",
+    ]);
+    assert!(!d.tc(), "{d}");
+    assert_eq!(d.answers("SRV").len(), 7, "{d}");
+    assert!(d.glue().is_empty(), "glue is all or nothing: {d}");
+    // With EDNS it all fits.
+    let d = s.dig(&["SRV", "mid.default.svc.cluster.local."]);
+    assert_eq!((d.answers("SRV").len(), d.glue().len()), (7, 7), "{d}");
+}
+
+#[test]
+fn srv_priority_flag_applies_to_services_without_the_annotation() {
+    let s = Options::new(&[&example("kubia.yaml")])
+        .args(&["--srv-priority", "ordinal"])
+        .start();
+    let d = s.dig(&["+short", "SRV", "kubia.default.svc.cluster.local."]);
+    let mut lines: Vec<&str> = d.raw.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "0 50 80 kubia-0.kubia.default.svc.cluster.local.",
+            "1 50 80 kubia-1.kubia.default.svc.cluster.local."
+        ],
+        "{d}"
+    );
+}

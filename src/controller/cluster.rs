@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 
-use super::identity::IdentityTable;
-use super::reconcile::{node_lost, parent_and_ordinal, reconcile};
+use super::identity::{IdentityTable, SrvPriority};
+use super::reconcile::{node_lost, parent_and_ordinal, reconcile, srv_priority_annotation};
 
 /// (namespace, name)
 pub type Key = (String, String);
@@ -26,6 +26,7 @@ fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> 
 /// Objects the controller watches.
 #[derive(Default)]
 pub struct ClusterIndex {
+    srv_default: SrvPriority,
     sets: BTreeMap<Key, StatefulSet>,
     services: BTreeMap<Key, Service>,
     pods: BTreeMap<Key, Pod>,
@@ -33,6 +34,14 @@ pub struct ClusterIndex {
 }
 
 impl ClusterIndex {
+    /// `srv_default` applies to Services without a `petdns.io/srv-priority` annotation.
+    pub fn new(srv_default: SrvPriority) -> Self {
+        ClusterIndex {
+            srv_default,
+            ..Default::default()
+        }
+    }
+
     pub fn set_keys(&self) -> impl Iterator<Item = &Key> {
         self.sets.keys()
     }
@@ -57,7 +66,11 @@ impl ClusterIndex {
             .filter(|((_, name), _)| parent_and_ordinal(name).is_some_and(|(p, _)| p == key.1))
             .map(|(_, p)| p)
             .collect();
-        Some(reconcile(set, service, &pods, &self.nodes))
+        let mut table = reconcile(set, service, &pods, &self.nodes);
+        if srv_priority_annotation(service).is_none() {
+            table.srv_priority = self.srv_default;
+        }
+        Some(table)
     }
 
     fn sets_governed_by(&self, ns: &str, service: &str) -> Vec<Key> {

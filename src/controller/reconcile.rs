@@ -26,6 +26,24 @@ pub const CLAIM_SEPARATOR: &str = ",";
 
 const OUT_OF_SERVICE_TAINT: &str = "node.kubernetes.io/out-of-service";
 
+/// The SRV priority a Service asks for with `petdns.io/srv-priority: ordinal|uniform`;
+/// `None` when it does not say (then `--srv-priority` decides, [`SrvPriority::Uniform`] by
+/// default).
+pub fn srv_priority_annotation(service: Option<&Service>) -> Option<SrvPriority> {
+    let value = service?
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(SRV_PRIORITY_ANNOTATION)?;
+    if value.eq_ignore_ascii_case("ordinal") {
+        Some(SrvPriority::Ordinal)
+    } else if value.eq_ignore_ascii_case("uniform") {
+        Some(SrvPriority::Uniform)
+    } else {
+        None
+    }
+}
+
 /// Splits a pod name with upstream's `(.*)-([0-9]+)$` (greedy parent, int32 ordinal).
 /// `web-1-0` belongs to set `web-1`; a name that does not match gives `None`.
 pub fn parent_and_ordinal(name: &str) -> Option<(&str, i32)> {
@@ -74,13 +92,7 @@ pub fn reconcile(
         .and_then(|s| s.spec.as_ref())
         .and_then(|s| s.publish_not_ready_addresses)
         .unwrap_or(false);
-    let srv_priority = match service
-        .and_then(|s| s.metadata.annotations.as_ref())
-        .and_then(|a| a.get(SRV_PRIORITY_ANNOTATION))
-    {
-        Some(v) if v.eq_ignore_ascii_case("ordinal") => SrvPriority::Ordinal,
-        _ => SrvPriority::Uniform,
-    };
+    let srv_priority = srv_priority_annotation(service).unwrap_or_default();
     let ports = service
         .map(|s| resolve_ports(s, template_spec))
         .unwrap_or_default();

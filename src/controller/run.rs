@@ -36,6 +36,8 @@ pub struct ControllerConfig {
     pub identity: String,
     /// Lease duration; a crashed leader is replaced after about this long.
     pub lease_seconds: u64,
+    /// SRV priority for Services without a `petdns.io/srv-priority` annotation.
+    pub srv_priority: super::identity::SrvPriority,
 }
 
 /// One event from any watch. Boxed: Kubernetes objects are large and sizes differ a lot.
@@ -157,7 +159,7 @@ pub async fn run(
     let mut state = State {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
-        index: ClusterIndex::default(),
+        index: ClusterIndex::new(cfg.srv_priority),
         peersets: BTreeMap::new(),
         dirty: BTreeSet::new(),
         relists: Default::default(),

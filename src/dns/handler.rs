@@ -175,15 +175,21 @@ fn decide<'s>(
             soa: None,
         },
         Lookup::Found(_, rrset) => {
-            // Whole record sets only: glue goes first, then the answer, when they do not fit.
-            // A name in the question's case may compress less well than the lower-case name the
-            // sizes were measured with, by at most one copy of that name.
+            // Whole record sets only. Glue is optional data (RFC 2181 section 9): when it does
+            // not fit it is left out without TC; when the answer itself does not fit, nothing
+            // is sent but TC, and the client asks again over TCP. The sizes were measured with
+            // the lower-case name; a question in other case may compress less well, by at most
+            // one copy of the name.
+            let slack = if has_upper_case(qname) {
+                qname.len() + 1
+            } else {
+                0
+            };
             let fixed = HEADER_LEN
                 + qname.len()
                 + 1
                 + 4
-                + qname.len()
-                + 1
+                + slack
                 + if request.edns.is_some() { OPT_LEN } else { 0 };
             let with_answers = fixed + rrset.answers_len;
             let (answers, additionals, truncated) =
@@ -194,7 +200,7 @@ fn decide<'s>(
                         false,
                     )
                 } else if with_answers <= udp_limit {
-                    (owned_all(&rrset.answers, qname), &[][..], true)
+                    (owned_all(&rrset.answers, qname), &[][..], false)
                 } else {
                     (Vec::new(), &[][..], true)
                 };
@@ -209,6 +215,11 @@ fn decide<'s>(
         }
     };
     (qtype, answer)
+}
+
+fn has_upper_case(name: &Name) -> bool {
+    name.iter()
+        .any(|label| label.iter().any(u8::is_ascii_uppercase))
 }
 
 /// The records with their owner set to the question's spelling of the name.

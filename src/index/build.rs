@@ -200,6 +200,8 @@ impl<'a> Builder<'a> {
         let ns_name = Name::from_ascii("ns.dns.")
             .and_then(|n| n.append_domain(&self.cfg.zone))
             .expect("ns.dns.<zone> fits when the zone does");
+        // The name the NS records point at always exists, with or without addresses.
+        self.exists(&ns_name);
         for ip in self.cfg.ns_addresses.clone() {
             self.add(&ns_name, address_rdata(ip), ttl);
         }
@@ -252,7 +254,9 @@ impl<'a> Builder<'a> {
                 if !declared_here && !identity.published {
                     continue;
                 }
-                let Some(host) = self.name(&[&identity.hostname, svc, ns, "svc"]) else {
+                // The pod name: a published identity's hostname equals it (reconcile checks), and
+                // a declared one keeps its name even when its pod has another hostname.
+                let Some(host) = self.name(&[&identity.pod, svc, ns, "svc"]) else {
                     continue;
                 };
                 self.exists(&host);

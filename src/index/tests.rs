@@ -1233,3 +1233,25 @@ fn build_of_ten_thousand_identities_finishes() {
     assert_eq!(snap.stats.tables, 1);
     assert!(snap.names.len() > 20_000);
 }
+
+#[test]
+fn regression_ns_dns_name_exists_without_advertised_addresses() {
+    // The apex NS points at ns.dns.<zone>: that name must not be NXDOMAIN even when no
+    // address is advertised for it.
+    let mut c = cfg();
+    c.ns_addresses.clear();
+    let snap = build(&[], &namespaces(&["default"]), &c, 1, SERIAL);
+    assert_nodata(&snap, "ns.dns.cluster.local.", RecordType::A);
+    assert_nodata(&snap, "ns.dns.cluster.local.", RecordType::AAAA);
+}
+
+#[test]
+fn regression_declared_identity_is_named_after_its_pod_not_a_foreign_hostname() {
+    // An observed pod whose spec.hostname is not its own name is not published; its declared
+    // name must still be <pod>.<svc>, never the foreign hostname.
+    let mut t = not_ready(mk_statefulset("web", "nginx", 2), 1);
+    identity_mut(&mut t, 1).hostname = "elsewhere".into();
+    let snap = snapshot(vec![t]);
+    assert_nodata(&snap, &host("web-1"), RecordType::A);
+    assert_nxdomain(&snap, &host("elsewhere"), RecordType::A);
+}

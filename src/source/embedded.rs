@@ -15,13 +15,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::leases::{LeaseError, LeaseKey, LeaseStore, RetainedSet};
 use super::manifests::Objects;
 use crate::controller::{
-    IdentityTable, POD_INDEX_LABEL, POD_NAME_LABEL, REVISION_LABEL, parent_and_ordinal, reconcile,
+    IdentityTable, POD_INDEX_LABEL, POD_NAME_LABEL, REVISION_LABEL, SrvPriority,
+    parent_and_ordinal, reconcile, srv_priority_annotation,
 };
 
 /// The identity tables of every StatefulSet in `objects`, in (namespace, name) order.
 pub fn tables(
     objects: &Objects,
     leases: &mut LeaseStore,
+    srv_default: SrvPriority,
 ) -> Result<Vec<IdentityTable>, LeaseError> {
     let mut out = Vec::with_capacity(objects.stateful_sets.len());
     let mut retained = Vec::new();
@@ -60,6 +62,10 @@ pub fn tables(
         } else {
             reconcile(set, service, &candidates, &objects.nodes)
         };
+        let mut table = table;
+        if srv_priority_annotation(service).is_none() {
+            table.srv_priority = srv_default;
+        }
         out.push(table);
     }
     leases.retain(&retained);

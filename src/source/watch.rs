@@ -18,7 +18,7 @@ use super::Publish;
 use super::embedded;
 use super::leases::LeaseStore;
 use super::manifests::{self, ManifestError};
-use crate::controller::IdentityTable;
+use crate::controller::{IdentityTable, SrvPriority};
 
 /// Quiet time after the last file event before reloading.
 const DEBOUNCE: Duration = Duration::from_millis(50);
@@ -29,15 +29,23 @@ const MAX_DELAY: Duration = Duration::from_millis(400);
 pub struct ManifestSource<P: Publish> {
     paths: Vec<PathBuf>,
     leases: LeaseStore,
+    srv_default: SrvPriority,
     publish: P,
     last: Option<(Vec<IdentityTable>, BTreeSet<String>)>,
 }
 
 impl<P: Publish> ManifestSource<P> {
-    pub fn new(paths: Vec<PathBuf>, leases: LeaseStore, publish: P) -> Self {
+    /// `srv_default` applies to Services without a `petdns.io/srv-priority` annotation.
+    pub fn new(
+        paths: Vec<PathBuf>,
+        leases: LeaseStore,
+        srv_default: SrvPriority,
+        publish: P,
+    ) -> Self {
         ManifestSource {
             paths,
             leases,
+            srv_default,
             publish,
             last: None,
         }
@@ -56,7 +64,7 @@ impl<P: Publish> ManifestSource<P> {
                 return false;
             }
         };
-        let tables = match embedded::tables(&objects, &mut self.leases) {
+        let tables = match embedded::tables(&objects, &mut self.leases, self.srv_default) {
             Ok(t) => t,
             Err(e) => {
                 let err = ManifestError {
