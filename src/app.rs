@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
+use hickory_proto::rr::RecordType;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -54,14 +55,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             let cfg = CheckConfig::from_args(&args).map_err(AppError::from)?;
             Ok(check(&cfg, &mut std::io::stdout().lock()))
         }
+        Command::Explain(args) => explain(&args).await,
         Command::Controller(args) => {
             let cfg = ControllerConfig::from_args(&args).map_err(AppError::from)?;
             controller(cfg).await.map(|()| 0)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "petdns", &mut script);
+            write_stdout(&script)?;
+            Ok(0)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            write_stdout(&page)?;
+            Ok(0)
         }
         Command::Crd => {
             print!("{}", crd_yaml()?);
             Ok(0)
         }
+    }
+}
+
+/// Writes to stdout; a closed pipe (`petdns man | head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
+    match std::io::stdout().lock().write_all(bytes) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
     }
 }
 
@@ -454,4 +479,115 @@ fn write_table(tables: &[IdentityTable], out: &mut dyn Write) -> std::io::Result
         }
     }
     Ok(())
+}
+
+/// `petdns explain`: the answers of a name and the reasons behind them.
+async fn explain(args: &crate::cli::ExplainArgs) -> anyhow::Result<u8> {
+    use crate::controller::explain;
+    let zone = crate::config::parse_zone(&args.zone).map_err(AppError::from)?;
+    let zone_text = zone.to_string();
+    let target = match explain::parse_target(&args.name, &zone_text) {
+        Ok(t) => t,
+        Err(e) => {
+            println!("error: {e}");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let (tables, namespaces) = if args.kube {
+        let client = kube_client(args.kubeconfig.as_deref()).await?;
+        let api: kube::Api<crate::controller::PeerSet> = kube::Api::all(client);
+        let list = api
+            .list(&Default::default())
+            .await
+            .context("listing PeerSets")?;
+        let mut tables = Vec::new();
+        for ps in &list.items {
+            match ps.to_table() {
+                Ok(t) => tables.push(t),
+                Err(e) => println!("warning: {e}"),
+            }
+        }
+        let mut namespaces: BTreeSet<String> = manifests::BUILTIN_NAMESPACES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        namespaces.extend(tables.iter().map(|t| t.namespace.clone()));
+        (tables, namespaces)
+    } else {
+        let objects = match manifests::load(&args.manifests) {
+            Ok(o) => o,
+            Err(errors) => {
+                for e in &errors {
+                    println!("error: {e}");
+                }
+                return Ok(EXIT_INVALID);
+            }
+        };
+        let state_dir = args
+            .state_dir
+            .clone()
+            .or_else(crate::config::default_state_dir);
+        let mut leases = match &state_dir {
+            Some(dir) => LeaseStore::open_read_only(dir, args.pod_cidr),
+            None => LeaseStore::in_memory(args.pod_cidr),
+        };
+        let tables = embedded::tables(
+            &objects,
+            &mut leases,
+            crate::controller::SrvPriority::Uniform,
+        )?;
+        (tables, objects.all_namespaces())
+    };
+    let index_cfg = IndexConfig {
+        zone: zone.clone(),
+        ttl: 5,
+        negative_ttl: 5,
+        ns_addresses: Vec::new(),
+    };
+    let snap = index::build(&tables, &namespaces, &index_cfg, 1, 1);
+    let fqdn = match &target {
+        explain::Target::Service { namespace, service } => {
+            format!("{service}.{namespace}.svc.{zone_text}")
+        }
+        explain::Target::Pod {
+            namespace,
+            service,
+            pod,
+        } => format!("{pod}.{service}.{namespace}.svc.{zone_text}"),
+        explain::Target::Port {
+            namespace,
+            service,
+            port,
+            protocol,
+        } => format!("_{port}._{protocol}.{service}.{namespace}.svc.{zone_text}"),
+    };
+    println!("{fqdn}");
+    if let Ok(name) = hickory_proto::rr::Name::from_ascii(&fqdn) {
+        let lower = hickory_proto::rr::LowerName::new(&name);
+        for rtype in [
+            RecordType::A,
+            RecordType::AAAA,
+            RecordType::SRV,
+            RecordType::TXT,
+        ] {
+            if let index::Lookup::Found(_, rrset) = snap.lookup(&lower, rtype) {
+                for r in rrset.answers.iter() {
+                    match &r.data {
+                        hickory_proto::rr::RData::TXT(txt) => {
+                            let strings: Vec<String> = txt
+                                .txt_data
+                                .iter()
+                                .map(|s| format!("{:?}", String::from_utf8_lossy(s)))
+                                .collect();
+                            println!("  {} {} IN TXT {}", r.name, r.ttl, strings.join(" "));
+                        }
+                        _ => println!("  {r}"),
+                    }
+                }
+            }
+        }
+    }
+    println!();
+    print!("{}", explain::explain(&target, &tables));
+    Ok(0)
 }

@@ -51,10 +51,19 @@ pub enum Command {
     Serve(ServeArgs),
     /// Validate manifests and print the identity table; exit 2 with every error.
     Check(CheckArgs),
+    /// Explain what a name answers and why, or why not, with the fix.
+    Explain(ExplainArgs),
     /// Run the companion controller: keep one PeerSet per StatefulSet (cluster mode).
     Controller(ControllerArgs),
     /// Print the PeerSet CustomResourceDefinition as YAML.
     Crd,
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -244,4 +253,47 @@ pub struct ControllerArgs {
         default_value_t = 15
     )]
     pub lease_seconds: u64,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["manifests", "kube"])))]
+pub struct ExplainArgs {
+    /// A pod name (`web-0.nginx.default.svc.cluster.local` or `web-0.nginx.default`), a Service
+    /// (`nginx.default`, or `nginx` in namespace default) or a port (`_web._tcp.nginx.default`).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// Explain from manifest files or directories (repeatable).
+    #[arg(
+        long = "manifests",
+        value_name = "PATH",
+        env = "PETDNS_MANIFESTS",
+        value_delimiter = ','
+    )]
+    pub manifests: Vec<PathBuf>,
+
+    /// Explain from the cluster's PeerSets.
+    #[arg(long, conflicts_with = "manifests")]
+    pub kube: bool,
+
+    /// Kubeconfig file [default: in-cluster config, else KUBECONFIG, else ~/.kube/config].
+    #[arg(long, value_name = "PATH", env = "PETDNS_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The cluster domain.
+    #[arg(long, env = "PETDNS_ZONE", default_value = "cluster.local")]
+    pub zone: String,
+
+    /// Prefix addresses of materialised pods are leased from (manifests).
+    #[arg(
+        long,
+        value_name = "CIDR",
+        env = "PETDNS_POD_CIDR",
+        default_value = "10.244.0.0/16"
+    )]
+    pub pod_cidr: Cidr,
+
+    /// Lease directory to read, never written (manifests) [default: as for serve].
+    #[arg(long, value_name = "DIR", env = "PETDNS_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
 }

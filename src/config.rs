@@ -171,7 +171,8 @@ pub fn parse_zone(zone: &str) -> Result<Name, ConfigError> {
     Ok(name.to_lowercase())
 }
 
-fn default_state_dir() -> Option<PathBuf> {
+/// `$XDG_STATE_HOME/petdns`, else `~/.local/state/petdns`.
+pub fn default_state_dir() -> Option<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(x).join("petdns"));
     }

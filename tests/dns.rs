@@ -1449,3 +1449,74 @@ fn srv_priority_flag_applies_to_services_without_the_annotation() {
         "{d}"
     );
 }
+
+fn petdns(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_petdns"))
+        .args(args)
+        .env(
+            "PETDNS_STATE_DIR",
+            std::env::temp_dir().join("petdns-test-no-such-dir"),
+        )
+        .output()
+        .expect("run petdns");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn explain_says_why_a_name_answers_or_not() {
+    let web = example("web.yaml");
+    let web = web.to_str().unwrap();
+    let (code, out) = petdns(&[
+        "explain",
+        "web-1.nginx.default.svc.cluster.local",
+        "--manifests",
+        web,
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("web-1.nginx.default: answers 10.244.0.2 (Ready)"),
+        "{out}"
+    );
+    assert!(out.contains("IN TXT \"ordinal=1\""), "{out}");
+    let (_, out) = petdns(&["explain", "web-5.nginx.default", "--manifests", web]);
+    assert!(
+        out.contains("NXDOMAIN, ordinal 5 is outside the declared range [0, 2)"),
+        "{out}"
+    );
+    let (_, out) = petdns(&["explain", "web-0.kubia.default", "--manifests", web]);
+    assert!(out.contains("governed by Service \"nginx\""), "{out}");
+    // Observed pods: a NotReady one is explained with the publishNotReadyAddresses fix.
+    let observed = fixture("observed.yaml");
+    let (code, out) = petdns(&[
+        "explain",
+        "db.default",
+        "--manifests",
+        observed.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("is not Ready"), "{out}");
+    // A name that cannot be read is an input error.
+    let (code, out) = petdns(&["explain", "a.b.c.d.e.f", "--manifests", web]);
+    assert_eq!(code, 2, "{out}");
+}
+
+#[test]
+fn completions_and_man_page_come_from_the_flags() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out) = petdns(&["completions", shell]);
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            out.contains("explain") && out.contains("manifests"),
+            "{shell}: {out}"
+        );
+    }
+    let (code, out) = petdns(&["man"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(".TH petdns 1") && out.contains("serve"),
+        "{out}"
+    );
+}

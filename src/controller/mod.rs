@@ -5,6 +5,7 @@
 //! the rules live in exactly one place.
 
 pub mod cluster;
+pub mod explain;
 #[cfg(test)]
 pub(crate) mod fixtures;
 mod identity;
