@@ -217,7 +217,11 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         }
     };
 
-    let authority = Authority::new(snapshot, metrics.dns.clone(), cfg.max_udp_payload);
+    let mut authority = Authority::new(snapshot, metrics.dns.clone(), cfg.max_udp_payload);
+    if let Some(forwarder) = forwarder(&cfg)? {
+        info!(upstreams = ?forwarder.upstreams(), "forwarding names petdns does not own");
+        authority = authority.with_forwarder(Arc::new(forwarder));
+    }
     let listener = ListenerConfig {
         addr: cfg.listen,
         tcp_idle_timeout: cfg.tcp_idle_timeout,
@@ -244,6 +248,28 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         ),
     ];
     run_parts(health, parts, admin).await
+}
+
+/// The forwarder `--forward` asks for, if any.
+fn forwarder(cfg: &ServeConfig) -> anyhow::Result<Option<crate::dns::Forwarder>> {
+    use crate::cli::ForwardTarget;
+    if cfg.forward.is_empty() {
+        return Ok(None);
+    }
+    let forwarder = if cfg.forward.contains(&ForwardTarget::Auto) {
+        crate::dns::Forwarder::from_system(cfg.listen)
+    } else {
+        let addrs: Vec<std::net::SocketAddr> = cfg
+            .forward
+            .iter()
+            .filter_map(|t| match t {
+                ForwardTarget::Addr(a) => Some(*a),
+                ForwardTarget::Auto => None,
+            })
+            .collect();
+        crate::dns::Forwarder::new(&addrs)
+    };
+    Ok(Some(forwarder.context("--forward")?))
 }
 
 /// `petdns controller`: the companion controller with its admin endpoints.

@@ -24,6 +24,29 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// One `--forward` value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForwardTarget {
+    /// The nameservers of /etc/resolv.conf.
+    Auto,
+    Addr(SocketAddr),
+}
+
+impl std::str::FromStr for ForwardTarget {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "auto" {
+            return Ok(ForwardTarget::Auto);
+        }
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(ForwardTarget::Addr(addr));
+        }
+        s.parse::<IpAddr>()
+            .map(|ip| ForwardTarget::Addr(SocketAddr::new(ip, 53)))
+            .map_err(|_| format!("{s:?} is not `auto`, an IP address or IP:PORT"))
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SrvPriorityArg {
     Uniform,
@@ -152,6 +175,16 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub advertise: Vec<IpAddr>,
+
+    /// Upstream server for names petdns does not own (repeatable): `IP`, `IP:PORT`, or `auto`
+    /// for the nameservers of /etc/resolv.conf. Without it, names outside the zones are REFUSED.
+    #[arg(
+        long = "forward",
+        value_name = "ADDR",
+        env = "PETDNS_FORWARD",
+        value_delimiter = ','
+    )]
+    pub forward: Vec<ForwardTarget>,
 
     /// Largest UDP response, and the EDNS payload size advertised.
     #[arg(

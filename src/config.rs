@@ -143,6 +143,8 @@ pub struct ServeConfig {
     pub max_udp_payload: u16,
     pub tcp_idle_timeout: Duration,
     pub srv_priority: SrvPriority,
+    /// `--forward`: upstream servers, or `auto` for /etc/resolv.conf.
+    pub forward: Vec<crate::cli::ForwardTarget>,
 }
 
 /// Everything `petdns check` needs.
@@ -219,6 +221,7 @@ impl ServeConfig {
             max_udp_payload: args.max_udp_payload.clamp(512, 4096),
             tcp_idle_timeout: Duration::from_secs(args.tcp_idle_timeout.max(1)),
             srv_priority: args.srv_priority.into(),
+            forward: args.forward.clone(),
         })
     }
 }

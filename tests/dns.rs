@@ -1520,3 +1520,33 @@ fn completions_and_man_page_come_from_the_flags() {
         "{out}"
     );
 }
+
+#[test]
+fn forward_sends_names_petdns_does_not_own_upstream() {
+    // The upstream: another petdns serving the web example in the same zone (standing in for
+    // CoreDNS beside petdns). The server under test owns kubia only.
+    let upstream = Server::new(&[&example("web.yaml")]);
+    let forward = upstream.dns.to_string();
+    let s = Options::new(&[&example("kubia.yaml")])
+        .args(&["--forward", &forward])
+        .start();
+    // A name in the zone that petdns does not own is answered by the upstream, without AA,
+    // with RA.
+    let d = s.dig(&["+rec", "A", "web-0.nginx.default.svc.cluster.local."]);
+    assert_eq!(d.status, "NOERROR", "{d}");
+    assert_eq!(d.answers("A"), ["192.0.2.1"], "{d}");
+    assert!(!d.aa() && d.flags.contains(&"ra".to_string()), "{d}");
+    // Own names stay authoritative.
+    let d = s.dig(&["A", "kubia-0.kubia.default.svc.cluster.local."]);
+    assert!(d.aa(), "{d}");
+    // The upstream's NXDOMAIN comes back as NXDOMAIN.
+    let d = s.dig(&["A", "web-9.nginx.default.svc.cluster.local."]);
+    assert_eq!(d.status, "NXDOMAIN", "{d}");
+    // The upstream refuses names outside its zone: no usable answer, SERVFAIL, counted.
+    let d = s.dig(&["A", "example.org."]);
+    assert_eq!(d.status, "SERVFAIL", "{d}");
+    assert!(s.metric("petdns_dns_forwarded_total").unwrap() >= 3.0);
+    assert!(s.metric("petdns_dns_forward_errors_total").unwrap() >= 1.0);
+    // Without --forward the same name outside the zone is REFUSED.
+    assert_eq!(upstream.dig(&["A", "example.org."]).status, "REFUSED");
+}

@@ -35,6 +35,9 @@ struct StateLabels {
 /// Query counters, indexed by (qtype, rcode).
 pub struct DnsMetrics {
     queries: Vec<Counter>,
+    /// Questions sent upstream (`--forward`), and those that got no usable answer.
+    pub forwarded: Counter,
+    pub forward_errors: Counter,
 }
 
 impl DnsMetrics {
@@ -141,6 +144,21 @@ impl Metrics {
             }
         }
 
+        let dns = DnsMetrics {
+            queries: handles,
+            forwarded: Counter::default(),
+            forward_errors: Counter::default(),
+        };
+        registry.register(
+            "dns_forwarded",
+            "Questions forwarded upstream (--forward)",
+            dns.forwarded.clone(),
+        );
+        registry.register(
+            "dns_forward_errors",
+            "Forwarded questions that got no usable answer (answered SERVFAIL)",
+            dns.forward_errors.clone(),
+        );
         let source = SourceMetrics {
             reloads: Counter::default(),
             reload_errors: Counter::default(),
@@ -245,7 +263,7 @@ impl Metrics {
         Metrics {
             registry,
             kube: std::sync::Arc::new(kube),
-            dns: std::sync::Arc::new(DnsMetrics { queries: handles }),
+            dns: std::sync::Arc::new(dns),
             source: std::sync::Arc::new(source),
         }
     }

@@ -16,6 +16,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponseBuilder;
 use tracing::debug;
 
+use super::forward::{Forwarded, Forwarder};
 use crate::admin::DnsMetrics;
 use crate::index::{Lookup, Snapshot, Zone};
 
@@ -29,6 +30,8 @@ pub struct Authority {
     snapshot: Arc<ArcSwap<Snapshot>>,
     metrics: Arc<DnsMetrics>,
     max_udp_payload: u16,
+    /// Where names outside the zones, and names in them that petdns does not own, go.
+    forwarder: Option<Arc<Forwarder>>,
 }
 
 impl Authority {
@@ -41,7 +44,14 @@ impl Authority {
             snapshot,
             metrics,
             max_udp_payload: max_udp_payload.max(512),
+            forwarder: None,
         }
+    }
+
+    /// Forward what petdns does not own to `forwarder`.
+    pub fn with_forwarder(mut self, forwarder: Arc<Forwarder>) -> Self {
+        self.forwarder = Some(forwarder);
+        self
     }
 }
 
@@ -90,13 +100,37 @@ impl RequestHandler for Authority {
             (None, _) => 512,
         };
 
-        let (qtype, answer) = decide(&snapshot, request, udp_limit);
+        let (qtype, mut answer, forwardable) = decide(&snapshot, request, udp_limit);
+        let mut forwarded = false;
+        if forwardable
+            && let Some(forwarder) = &self.forwarder
+            && let Ok(info) = request.request_info()
+        {
+            forwarded = true;
+            self.metrics.forwarded.inc();
+            answer = match forwarder.forward(info.query.original().name(), qtype).await {
+                Forwarded::Answer(records) => Answer {
+                    answers: records,
+                    ..Answer::error(ResponseCode::NoError)
+                },
+                Forwarded::Negative(rcode, soa) => Answer {
+                    soa: soa.map(|s| *s),
+                    ..Answer::error(rcode)
+                },
+                Forwarded::Failed(error) => {
+                    self.metrics.forward_errors.inc();
+                    debug!(%error, "forwarding failed");
+                    Answer::error(ResponseCode::ServFail)
+                }
+            };
+        }
         self.metrics.query(qtype, answer.rcode);
 
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.response_code = answer.rcode;
         metadata.authoritative = answer.authoritative;
         metadata.truncation = answer.truncated;
+        metadata.recursion_available = forwarded;
         let mut builder = MessageResponseBuilder::from_message_request(request);
         if let Some(e) = response_edns.as_ref() {
             builder.edns(e);
@@ -123,29 +157,42 @@ impl RequestHandler for Authority {
     }
 }
 
-/// Decides the answer to one request; returns the question type for metrics.
+/// Decides the answer to one request; returns the question type for metrics and whether the
+/// question may be forwarded (petdns does not own the name).
 fn decide<'s>(
     snapshot: &'s Snapshot,
     request: &Request,
     udp_limit: usize,
-) -> (RecordType, Answer<'s>) {
+) -> (RecordType, Answer<'s>, bool) {
     if request.metadata.op_code != OpCode::Query {
-        return (RecordType::Unknown(0), Answer::error(ResponseCode::NotImp));
+        return (
+            RecordType::Unknown(0),
+            Answer::error(ResponseCode::NotImp),
+            false,
+        );
     }
     if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
-        return (RecordType::Unknown(0), Answer::error(ResponseCode::BADVERS));
+        return (
+            RecordType::Unknown(0),
+            Answer::error(ResponseCode::BADVERS),
+            false,
+        );
     }
     let Ok(info) = request.request_info() else {
         // Zero or several questions.
-        return (RecordType::Unknown(0), Answer::error(ResponseCode::FormErr));
+        return (
+            RecordType::Unknown(0),
+            Answer::error(ResponseCode::FormErr),
+            false,
+        );
     };
     let query = info.query;
     let qtype = query.query_type();
     if query.query_class() != DNSClass::IN {
-        return (qtype, Answer::error(ResponseCode::Refused));
+        return (qtype, Answer::error(ResponseCode::Refused), false);
     }
     if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
-        return (qtype, Answer::error(ResponseCode::Refused));
+        return (qtype, Answer::error(ResponseCode::Refused), false);
     }
     let qname = query.original().name();
     let negative = |rcode: ResponseCode, zone: &Zone| Answer {
@@ -156,7 +203,9 @@ fn decide<'s>(
         additionals: &[],
         soa: Some(owned_by(&zone.soa, zone_in_query_case(qname, zone))),
     };
-    let answer = match snapshot.lookup(query.name(), qtype) {
+    let lookup = snapshot.lookup(query.name(), qtype);
+    let forwardable = matches!(lookup, Lookup::Refused | Lookup::NxDomain(_));
+    let answer = match lookup {
         Lookup::Refused => Answer::error(ResponseCode::Refused),
         Lookup::NotLoaded(zone) => negative(ResponseCode::ServFail, zone),
         Lookup::NxDomain(zone) => negative(ResponseCode::NXDomain, zone),
@@ -214,7 +263,7 @@ fn decide<'s>(
             }
         }
     };
-    (qtype, answer)
+    (qtype, answer, forwardable)
 }
 
 fn has_upper_case(name: &Name) -> bool {

@@ -1,8 +1,10 @@
 //! The DNS authority: a hickory `RequestHandler` answering from the current index snapshot,
 //! and the UDP/TCP listeners that feed it.
 
+mod forward;
 mod handler;
 mod server;
 
+pub use forward::{ForwardError, Forwarded, Forwarder};
 pub use handler::{Authority, DEFAULT_MAX_UDP_PAYLOAD};
 pub use server::{DnsServer, ListenerConfig};
