@@ -217,7 +217,8 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         }
     };
 
-    let mut authority = Authority::new(snapshot, metrics.dns.clone(), cfg.max_udp_payload);
+    let mut authority = Authority::new(snapshot, metrics.dns.clone(), cfg.max_udp_payload)
+        .log_queries(cfg.log_queries);
     if let Some(forwarder) = forwarder(&cfg)? {
         info!(upstreams = ?forwarder.upstreams(), "forwarding names petdns does not own");
         authority = authority.with_forwarder(Arc::new(forwarder));

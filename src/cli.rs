@@ -186,6 +186,10 @@ pub struct ServeArgs {
     )]
     pub forward: Vec<ForwardTarget>,
 
+    /// Log one line per query (source, name, type, response code); off by default.
+    #[arg(long, env = "PETDNS_LOG_QUERIES")]
+    pub log_queries: bool,
+
     /// Largest UDP response, and the EDNS payload size advertised.
     #[arg(
         long,

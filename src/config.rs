@@ -145,6 +145,7 @@ pub struct ServeConfig {
     pub srv_priority: SrvPriority,
     /// `--forward`: upstream servers, or `auto` for /etc/resolv.conf.
     pub forward: Vec<crate::cli::ForwardTarget>,
+    pub log_queries: bool,
 }
 
 /// Everything `petdns check` needs.
@@ -222,6 +223,7 @@ impl ServeConfig {
             tcp_idle_timeout: Duration::from_secs(args.tcp_idle_timeout.max(1)),
             srv_priority: args.srv_priority.into(),
             forward: args.forward.clone(),
+            log_queries: args.log_queries,
         })
     }
 }

@@ -1550,3 +1550,24 @@ fn forward_sends_names_petdns_does_not_own_upstream() {
     // Without --forward the same name outside the zone is REFUSED.
     assert_eq!(upstream.dig(&["A", "example.org."]).status, "REFUSED");
 }
+
+#[test]
+fn queries_are_logged_only_with_log_queries() {
+    let quiet = kubia();
+    quiet.dig(&["A", "kubia-0.kubia.default.svc.cluster.local."]);
+    let loud = Options::new(&[&example("kubia.yaml")])
+        .args(&["--log-queries"])
+        .start();
+    loud.dig(&["A", "kubia-0.kubia.default.svc.cluster.local."]);
+    let line = poll(Duration::from_secs(2), || {
+        loud.messages("query").into_iter().next()
+    })
+    .expect("a query line");
+    assert_eq!(
+        line["name"], "kubia-0.kubia.default.svc.cluster.local.",
+        "{line}"
+    );
+    assert_eq!(line["qtype"], "A");
+    assert_eq!(line["rcode"], "No Error");
+    assert!(quiet.messages("query").is_empty(), "{}", quiet.log_dump());
+}

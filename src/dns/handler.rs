@@ -14,7 +14,7 @@ use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
-use tracing::debug;
+use tracing::{debug, info};
 
 use super::forward::{Forwarded, Forwarder};
 use crate::admin::DnsMetrics;
@@ -32,6 +32,7 @@ pub struct Authority {
     max_udp_payload: u16,
     /// Where names outside the zones, and names in them that petdns does not own, go.
     forwarder: Option<Arc<Forwarder>>,
+    log_queries: bool,
 }
 
 impl Authority {
@@ -45,7 +46,14 @@ impl Authority {
             metrics,
             max_udp_payload: max_udp_payload.max(512),
             forwarder: None,
+            log_queries: false,
         }
+    }
+
+    /// One log line per query (`--log-queries`).
+    pub fn log_queries(mut self, on: bool) -> Self {
+        self.log_queries = on;
+        self
     }
 
     /// Forward what petdns does not own to `forwarder`.
@@ -125,6 +133,15 @@ impl RequestHandler for Authority {
             };
         }
         self.metrics.query(qtype, answer.rcode);
+        if self.log_queries {
+            let name = request
+                .queries
+                .queries()
+                .first()
+                .map(|q| q.original().name().to_string())
+                .unwrap_or_default();
+            info!(target: "petdns::query", src = %request.src(), protocol = %request.protocol(), %name, %qtype, rcode = %answer.rcode, answers = answer.answers.len(), forwarded, "query");
+        }
 
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.response_code = answer.rcode;

@@ -81,11 +81,10 @@ impl<P: Publish> ManifestSource<P> {
             error!(error = %e, "could not persist address leases; addresses may change after a restart");
             self.publish.lease_write_failed(&e);
         }
-        for t in &tables {
-            for c in t.problems() {
-                warn!(namespace = %t.namespace, statefulset = %t.stateful_set, condition = %c.type_, reason = %c.reason, message = %c.message, "StatefulSet has no DNS records for some identities");
-            }
-        }
+        log_condition_changes(
+            self.last.as_ref().map(|(t, _)| t.as_slice()).unwrap_or(&[]),
+            &tables,
+        );
         let namespaces = objects.all_namespaces();
         let identities: usize = tables.iter().map(|t| t.identities.len()).sum();
         let published: usize = tables.iter().map(|t| t.published()).sum();
@@ -189,4 +188,24 @@ fn watch(paths: &[PathBuf], changed: Arc<Notify>) -> anyhow::Result<RecommendedW
         watcher.watch(&dir, RecursiveMode::NonRecursive)?;
     }
     Ok(watcher)
+}
+
+/// One log line per condition that changed since the last accepted load (not one per reload).
+fn log_condition_changes(before: &[IdentityTable], after: &[IdentityTable]) {
+    for t in after {
+        let old = before
+            .iter()
+            .find(|o| o.namespace == t.namespace && o.stateful_set == t.stateful_set);
+        for c in &t.conditions {
+            let was = old.and_then(|o| o.conditions.iter().find(|x| x.type_ == c.type_));
+            if was.is_some_and(|w| w.status == c.status && w.reason == c.reason) {
+                continue;
+            }
+            if c.status == crate::controller::ConditionStatus::False {
+                warn!(namespace = %t.namespace, statefulset = %t.stateful_set, condition = %c.type_, reason = %c.reason, message = %c.message, "condition changed: some identities get no DNS records");
+            } else if was.is_some() {
+                info!(namespace = %t.namespace, statefulset = %t.stateful_set, condition = %c.type_, reason = %c.reason, "condition changed: resolved");
+            }
+        }
+    }
 }
