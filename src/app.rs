@@ -190,7 +190,7 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let source_token = CancellationToken::new();
     // Check the source before binding anything: a wrong flag fails at once.
     let source: futures::future::BoxFuture<'static, anyhow::Result<()>> = match &cfg.source {
-        SourceConfig::Manifests(paths) => {
+        SourceConfig::Manifests { paths, state_dir } => {
             manifests::manifest_files(paths).map_err(|errors| {
                 AppError::Config(ConfigError::Manifests(
                     errors
@@ -200,7 +200,7 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
                         .join("; "),
                 ))
             })?;
-            let leases = LeaseStore::open(&cfg.state_dir, cfg.pod_cidr).context("--state-dir")?;
+            let leases = LeaseStore::open(state_dir, cfg.pod_cidr).context("--state-dir")?;
             Box::pin(
                 ManifestSource::new(paths.clone(), leases, cfg.srv_priority, publisher)
                     .run(source_token.clone()),

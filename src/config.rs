@@ -121,7 +121,11 @@ impl FromStr for Cidr {
 /// Where `petdns serve` gets its identity tables.
 #[derive(Clone, Debug)]
 pub enum SourceConfig {
-    Manifests(Vec<PathBuf>),
+    /// Manifest paths, and the directory that keeps address leases.
+    Manifests {
+        paths: Vec<PathBuf>,
+        state_dir: PathBuf,
+    },
     Kube {
         kubeconfig: Option<PathBuf>,
         namespaces: Vec<String>,
@@ -137,7 +141,6 @@ pub struct ServeConfig {
     pub ttl: u32,
     pub negative_ttl: u32,
     pub pod_cidr: Cidr,
-    pub state_dir: PathBuf,
     pub admin: SocketAddr,
     pub advertise: Vec<IpAddr>,
     pub max_udp_payload: u16,
@@ -194,7 +197,15 @@ impl ServeConfig {
         } else if args.manifests.is_empty() {
             return Err(ConfigError::NoManifests);
         } else {
-            SourceConfig::Manifests(args.manifests.clone())
+            // Only the embedded source keeps state: cluster mode must not need a writable home.
+            let state_dir = match &args.state_dir {
+                Some(d) => d.clone(),
+                None => default_state_dir().ok_or(ConfigError::NoStateDir)?,
+            };
+            SourceConfig::Manifests {
+                paths: args.manifests.clone(),
+                state_dir,
+            }
         };
         for ttl in [args.ttl, args.negative_ttl] {
             if ttl > 3600 {
@@ -213,10 +224,6 @@ impl ServeConfig {
             ttl: args.ttl,
             negative_ttl: args.negative_ttl,
             pod_cidr: args.pod_cidr,
-            state_dir: match &args.state_dir {
-                Some(d) => d.clone(),
-                None => default_state_dir().ok_or(ConfigError::NoStateDir)?,
-            },
             admin: args.admin,
             advertise,
             max_udp_payload: args.max_udp_payload.clamp(512, 4096),

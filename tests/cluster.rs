@@ -1,7 +1,13 @@
 //! Self-tests for the fake Kubernetes API server in `tests/apiserver/`, driven only
-//! through the real `kube` client, kube-runtime's watcher and kube-lease-manager.
+//! through the real `kube` client, kube-runtime's watcher and kube-lease-manager, and
+//! (module `e2e`) cluster mode end to end: the real `petdns controller` and
+//! `petdns serve --kube` against it, answers checked with `dig`.
 
 mod apiserver;
+#[path = "cluster/e2e.rs"]
+mod e2e;
+#[path = "support/mod.rs"]
+mod support;
 
 use apiserver::FakeApiServer;
 use futures::{StreamExt, TryStreamExt};

@@ -10,7 +10,7 @@ use futures::{StreamExt, stream::BoxStream};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::runtime::WatchStreamExt;
+use kube::runtime::WatchStreamExt as _;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -48,6 +48,20 @@ enum Change {
     Node(Box<Event<Node>>),
     PeerSet(Box<Event<PeerSet>>),
     WatchError(&'static str, watcher::Error),
+}
+
+impl Change {
+    /// The watch this change came from.
+    fn kind(&self) -> &'static str {
+        match self {
+            Change::Set(_) => "statefulsets",
+            Change::Service(_) => "services",
+            Change::Pod(_) => "pods",
+            Change::Node(_) => "nodes",
+            Change::PeerSet(_) => "peersets",
+            Change::WatchError(kind, _) => kind,
+        }
+    }
 }
 
 /// Objects buffered between `Init` and `InitDone` of one watch, then swapped in whole.
@@ -90,7 +104,7 @@ where
     K::DynamicType: Default,
 {
     watcher(api, cfg)
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .map(move |r| match r {
             Ok(ev) => wrap(Box::new(ev)),
             Err(e) => Change::WatchError(kind, e),
@@ -99,6 +113,53 @@ where
 }
 
 use kube::runtime::watcher::watcher;
+
+/// Retry delays of a failed watch: 100 ms doubling to at most 1 s, each shortened by up to a
+/// half at random (so replicas do not retry in step), back to 100 ms after any event.
+///
+/// kube's `default_backoff` (0.8 s doubling to 30 s, reset only after two quiet minutes) can
+/// leave a watch idle for seconds to half a minute after the API server is back; the DNS
+/// answers must catch up within about a second of recovery.
+pub struct WatchBackoff {
+    next: Duration,
+    jitter: std::collections::hash_map::RandomState,
+    tries: u64,
+}
+
+impl WatchBackoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(1);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff {
+            next: Self::FIRST,
+            jitter: Default::default(),
+            tries: 0,
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        use std::hash::BuildHasher;
+        let delay = self.next;
+        self.next = (delay * 2).min(Self::MAX);
+        self.tries += 1;
+        // A random fraction in [0.5, 1] from the per-instance random hasher keys.
+        let r = self.jitter.hash_one(self.tries) as f64 / u64::MAX as f64;
+        Some(delay.mul_f64(0.5 + r / 2.0))
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
 
 /// Runs until `shutdown`.
 pub async fn run(
@@ -164,9 +225,11 @@ pub async fn run(
         dirty: BTreeSet::new(),
         relists: Default::default(),
         synced: BTreeSet::new(),
+        failing: BTreeSet::new(),
         metrics: metrics.clone(),
     };
     let mut leader = *leader_rx.borrow();
+    metrics.leader.set(i64::from(leader));
     let mut retry = tokio::time::interval(Duration::from_secs(1));
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -234,6 +297,8 @@ struct State {
     relists: Relists,
 
     synced: BTreeSet<&'static str>,
+    /// Watches whose last item was an error; healthy again with their next event.
+    failing: BTreeSet<&'static str>,
     metrics: Arc<KubeMetrics>,
 }
 
@@ -261,6 +326,12 @@ impl State {
 
     fn handle(&mut self, change: Change) {
         self.metrics.last_event_seconds.set(now_seconds());
+        let kind = change.kind();
+        if matches!(change, Change::WatchError(..)) {
+            self.failing.insert(kind);
+        } else if self.failing.remove(kind) {
+            self.update_health();
+        }
         let affected = match change {
             Change::WatchError(kind, e) => {
                 self.metrics.watch_errors.inc();
@@ -342,10 +413,14 @@ impl State {
         if self.synced.insert(kind) {
             info!(kind, "initial list done");
         }
-        if self.synced.len() == 5 {
-            self.metrics.watches_healthy.set(1);
-        }
+        self.update_health();
         affected
+    }
+
+    /// `watches_healthy` is 1 once every watch listed and none is failing.
+    fn update_health(&self) {
+        let healthy = self.synced.len() == 5 && self.failing.is_empty();
+        self.metrics.watches_healthy.set(i64::from(healthy));
     }
 
     /// Writes every dirty PeerSet whose desired content differs from what the API server has.

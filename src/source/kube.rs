@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use kube::runtime::WatchStreamExt;
+use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use super::Publish;
 use super::manifests::BUILTIN_NAMESPACES;
 use crate::admin::KubeMetrics;
+use crate::controller::run::WatchBackoff;
 use crate::controller::{IdentityTable, PeerSet};
 
 type Key = (String, String);
@@ -34,6 +35,8 @@ struct WatchState {
     tables: BTreeMap<Key, IdentityTable>,
     relisting: Option<BTreeMap<Key, IdentityTable>>,
     synced: bool,
+    /// The last item of this watch was an error; cleared by its next event.
+    failing: bool,
 }
 
 impl<P: Publish> PeerSetSource<P> {
@@ -66,11 +69,12 @@ impl<P: Publish> PeerSetSource<P> {
                 tables: BTreeMap::new(),
                 relisting: None,
                 synced: false,
+                failing: false,
             })
             .collect();
         let streams = apis.into_iter().enumerate().map(|(i, api)| {
             watcher(api, watcher::Config::default())
-                .default_backoff()
+                .backoff(WatchBackoff::default())
                 .map(move |r| (i, r))
                 .boxed()
         });
@@ -89,9 +93,8 @@ impl<P: Publish> PeerSetSource<P> {
                 changed |= self.handle(&mut states, next);
             }
             let all_synced = states.iter().all(|s| s.synced);
-            if all_synced {
-                self.metrics.watches_healthy.set(1);
-            }
+            let healthy = all_synced && states.iter().all(|s| !s.failing);
+            self.metrics.watches_healthy.set(i64::from(healthy));
             if all_synced && (changed || !published_once) {
                 let tables: Vec<IdentityTable> = states
                     .iter()
@@ -120,6 +123,7 @@ impl<P: Publish> PeerSetSource<P> {
             .unwrap_or(0.0);
         self.metrics.last_event_seconds.set(now);
         let state = &mut states[i];
+        state.failing = event.is_err();
         match event {
             Err(e) => {
                 self.metrics.watch_errors.inc();

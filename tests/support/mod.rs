@@ -148,26 +148,49 @@ impl Server {
                 (Some(t), d)
             }
         };
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve");
+        let mut args: Vec<String> = vec!["serve".into()];
         for m in &opts.manifests {
-            cmd.arg("--manifests").arg(m);
+            args.push("--manifests".into());
+            args.push(m.display().to_string());
         }
-        cmd.args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ])
-        .arg("--state-dir")
-        .arg(&state_dir)
-        .args(&opts.args)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        args.extend(
+            [
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--state-dir",
+            ]
+            .map(String::from),
+        );
+        args.push(state_dir.display().to_string());
+        args.extend(opts.args.iter().cloned());
+        Server::launch(&args, state_dir, tmp, opts.wait_ready)
+    }
+
+    /// Starts `petdns <args> --log-format json` for any subcommand that logs `"listening"`
+    /// (with `dns` and `admin`) or `"controller starting"` (with `admin`; `dns` stays
+    /// 0.0.0.0:0), e.g. `serve --kube ...` or `controller ...`. The caller gives every flag.
+    pub fn spawn(args: &[&str], wait_ready: bool) -> Server {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let state_dir = tmp.path().join("state");
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        Server::launch(&args, state_dir, Some(tmp), wait_ready)
+    }
+
+    fn launch(
+        args: &[String],
+        state_dir: PathBuf,
+        tmp: Option<tempfile::TempDir>,
+        wait_ready: bool,
+    ) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .args(["--log-format", "json"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start petdns");
         let stderr = child.stderr.take().expect("stderr is piped");
         let logs = Arc::new(Mutex::new(Vec::new()));
@@ -177,12 +200,16 @@ impl Server {
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && v["message"] == "listening"
-                {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
                     let parse = |k: &str| v[k].as_str().and_then(|s| s.parse().ok());
-                    if let (Some(dns), Some(admin)) = (parse("dns"), parse("admin")) {
+                    if v["message"] == "listening"
+                        && let (Some(dns), Some(admin)) = (parse("dns"), parse("admin"))
+                    {
                         let _ = tx.send((dns, admin));
+                    } else if v["message"] == "controller starting"
+                        && let Some(admin) = parse("admin")
+                    {
+                        let _ = tx.send(("0.0.0.0:0".parse().unwrap(), admin));
                     }
                 }
                 sink.lock().unwrap().push(line);
@@ -208,7 +235,7 @@ impl Server {
                 server.log_dump()
             ),
         }
-        if opts.wait_ready {
+        if wait_ready {
             server.wait_ready();
         }
         server
@@ -305,6 +332,18 @@ impl Server {
             let _ = r.join();
         }
         (status, self.logs())
+    }
+
+    /// SIGKILL (no shutdown at all, like a crashed node) and wait; returns the complete log.
+    pub fn kill(mut self) -> Vec<String> {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        self.logs()
     }
 
     /// `dig` against this server; `args` are the query (type, name, options).

@@ -1,0 +1,1146 @@
+//! Cluster mode end to end: the real `petdns controller` and `petdns serve --kube` processes
+//! against the fake API server, objects changed through a kube client (the test plays the
+//! StatefulSet controller and the kubelet), answers checked with `dig`.
+//!
+//! Every wait is a poll with a deadline; the only fixed-length wait is the 10 s outage itself.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::apiserver::FakeApiServer;
+use crate::support::{DEADLINE, Dig, Server, dig, poll};
+
+const NS: &str = "shop";
+const PEERSETS: &str = "/apis/petdns.io/v1alpha1/namespaces/shop/peersets/";
+
+/// `<pod>.<svc>.shop.svc.cluster.local`
+fn host(pod: &str, svc: &str) -> String {
+    format!("{pod}.{svc}.{NS}.svc.cluster.local")
+}
+
+/// `<svc>.shop.svc.cluster.local`
+fn service_name(svc: &str) -> String {
+    format!("{svc}.{NS}.svc.cluster.local")
+}
+
+/// The fake API server, a kube client and a kubeconfig for the petdns processes.
+struct Cluster {
+    api: FakeApiServer,
+    // The client's background task runs here while the test thread blocks on dig.
+    rt: tokio::runtime::Runtime,
+    client: kube::Client,
+    kubeconfig: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let api = FakeApiServer::start();
+        api.set_bookmark_interval(Duration::from_millis(200));
+        let client = rt.block_on(async { api.client(NS) });
+        let dir = tempfile::tempdir().expect("temp dir");
+        let kubeconfig = dir.path().join("kubeconfig");
+        api.write_kubeconfig(&kubeconfig, NS)
+            .expect("write kubeconfig");
+        Cluster {
+            api,
+            rt,
+            client,
+            kubeconfig,
+            _dir: dir,
+        }
+    }
+
+    fn kubeconfig(&self) -> &str {
+        self.kubeconfig.to_str().expect("utf-8 temp path")
+    }
+
+    /// `petdns serve --kube`, waiting for /readyz unless `wait_ready` is false.
+    fn serve(&self, wait_ready: bool) -> Server {
+        Server::spawn(
+            &[
+                "serve",
+                "--kube",
+                "--kubeconfig",
+                self.kubeconfig(),
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+            ],
+            wait_ready,
+        )
+    }
+
+    /// `petdns controller` with a 3 s lease, ready once its watches listed.
+    fn controller(&self, identity: &str) -> Server {
+        Server::spawn(
+            &[
+                "controller",
+                "--kubeconfig",
+                self.kubeconfig(),
+                "--admin",
+                "127.0.0.1:0",
+                "--lease-namespace",
+                "petdns",
+                "--identity",
+                identity,
+                "--lease-seconds",
+                "3",
+            ],
+            true,
+        )
+    }
+
+    // ----- objects, through the kube client ---------------------------------------
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    fn sets(&self) -> Api<StatefulSet> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    fn services(&self) -> Api<Service> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    fn nodes(&self) -> Api<Node> {
+        Api::all(self.client.clone())
+    }
+
+    fn peersets(&self) -> Api<DynamicObject> {
+        let ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("petdns.io", "v1alpha1", "PeerSet"),
+            "peersets",
+        );
+        Api::namespaced_with(self.client.clone(), NS, &ar)
+    }
+
+    fn create<K>(&self, api: Api<K>, obj: Value) -> K
+    where
+        K: Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+    {
+        let obj: K = serde_json::from_value(obj).expect("a valid object");
+        self.rt
+            .block_on(api.create(&PostParams::default(), &obj))
+            .expect("create")
+    }
+
+    fn merge<K>(&self, api: Api<K>, name: &str, patch: Value) -> K
+    where
+        K: Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        self.rt
+            .block_on(api.patch(name, &PatchParams::default(), &Patch::Merge(patch)))
+            .unwrap_or_else(|e| panic!("patch {name}: {e}"))
+    }
+
+    fn merge_status<K>(&self, api: Api<K>, name: &str, status: Value) -> K
+    where
+        K: Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        self.rt
+            .block_on(api.patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": status })),
+            ))
+            .unwrap_or_else(|e| panic!("patch status of {name}: {e}"))
+    }
+
+    fn delete<K>(&self, api: Api<K>, name: &str)
+    where
+        K: Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        self.rt
+            .block_on(api.delete(name, &DeleteParams::default()))
+            .unwrap_or_else(|e| panic!("delete {name}: {e}"));
+    }
+
+    fn node(&self, name: &str) {
+        self.create(
+            self.nodes(),
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}),
+        );
+        self.node_ready(name, true);
+    }
+
+    fn node_ready(&self, name: &str, ready: bool) {
+        let status = if ready { "True" } else { "Unknown" };
+        self.merge_status(
+            self.nodes(),
+            name,
+            json!({"conditions": [{"type": "Ready", "status": status}]}),
+        );
+    }
+
+    /// A Service selecting `app=<app>`, headless unless `cluster_ip` is given.
+    fn service(&self, name: &str, app: &str, publish_not_ready: bool, cluster_ip: &str) {
+        self.create(
+            self.services(),
+            json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": NS},
+                "spec": {
+                    "clusterIP": cluster_ip,
+                    "selector": {"app": app},
+                    "publishNotReadyAddresses": publish_not_ready,
+                    "ports": [{"name": "web", "protocol": "TCP", "port": 80, "targetPort": "web"}],
+                },
+            }),
+        );
+    }
+
+    /// A StatefulSet `name` governed by `service`, pods labelled `app=<name>`.
+    fn statefulset(&self, name: &str, service: &str, replicas: i32, start: i32) {
+        self.create(
+            self.sets(),
+            json!({
+                "apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": name, "namespace": NS},
+                "spec": {
+                    "serviceName": service,
+                    "replicas": replicas,
+                    "ordinals": {"start": start},
+                    "selector": {"matchLabels": {"app": name}},
+                    "template": {
+                        "metadata": {"labels": {"app": name}},
+                        "spec": {"containers": [{
+                            "name": "app", "image": "registry.example/app:1",
+                            "ports": [{"name": "web", "containerPort": 8080}],
+                        }]},
+                    },
+                },
+            }),
+        );
+    }
+
+    fn scale(&self, name: &str, replicas: i32) {
+        self.merge(self.sets(), name, json!({"spec": {"replicas": replicas}}));
+    }
+
+    /// What the StatefulSet controller creates: pod `<set>-<ordinal>`, no IP yet.
+    fn pod(&self, set: &str, ordinal: i32, subdomain: &str, node: &str) {
+        let name = format!("{set}-{ordinal}");
+        self.create(
+            self.pods(),
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": NS, "labels": {
+                    "app": set,
+                    "statefulset.kubernetes.io/pod-name": name,
+                    "apps.kubernetes.io/pod-index": ordinal.to_string(),
+                    "controller-revision-hash": format!("{set}-6d8f5c"),
+                }},
+                "spec": {
+                    "hostname": name, "subdomain": subdomain, "nodeName": node,
+                    "containers": [{"name": "app", "image": "registry.example/app:1"}],
+                },
+            }),
+        );
+    }
+
+    /// What the kubelet reports: an IP, the Ready condition and a container restart count.
+    fn pod_status(&self, pod: &str, ip: &str, ready: bool, restarts: i32) {
+        let ready = if ready { "True" } else { "False" };
+        self.merge_status(
+            self.pods(),
+            pod,
+            json!({
+                "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                "conditions": [{"type": "Ready", "status": ready}],
+                "containerStatuses": [{
+                    "name": "app", "image": "registry.example/app:1", "imageID": "",
+                    "ready": ready == "True", "restartCount": restarts,
+                }],
+            }),
+        );
+    }
+
+    /// A pod with an IP, Ready or not.
+    fn running_pod(&self, set: &str, ordinal: i32, subdomain: &str, ip: &str, ready: bool) {
+        self.pod(set, ordinal, subdomain, "node-a");
+        self.pod_status(&format!("{set}-{ordinal}"), ip, ready, 0);
+    }
+
+    // ----- reading back -----------------------------------------------------------
+
+    fn peerset(&self, name: &str) -> Option<Value> {
+        self.api.get("petdns.io/v1alpha1", "PeerSet", NS, name)
+    }
+
+    /// Waits until the PeerSet `name` satisfies `ok`; returns it.
+    #[track_caller]
+    fn wait_peerset(&self, name: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        poll(DEADLINE, || self.peerset(name).filter(|p| ok(p))).unwrap_or_else(|| {
+            panic!(
+                "PeerSet {name}: never {what}; it is {:#}",
+                self.peerset(name).unwrap_or(Value::Null)
+            )
+        })
+    }
+
+    /// The Kubernetes Events (events.k8s.io/v1) with `reason` about object `regarding`.
+    fn events(&self, reason: &str, regarding: &str) -> Vec<Value> {
+        self.api
+            .list("events.k8s.io/v1", "Event", Some(NS))
+            .into_iter()
+            .filter(|e| e["reason"] == reason && e["regarding"]["name"] == regarding)
+            .collect()
+    }
+}
+
+fn ready_of(ps: &Value) -> &str {
+    ps["status"]["ready"].as_str().unwrap_or("")
+}
+
+fn identity<'a>(ps: &'a Value, pod: &str) -> &'a Value {
+    ps["status"]["identities"]
+        .as_array()
+        .and_then(|ids| ids.iter().find(|i| i["pod"] == pod))
+        .unwrap_or(&Value::Null)
+}
+
+fn condition<'a>(ps: &'a Value, type_: &str) -> &'a Value {
+    ps["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .unwrap_or(&Value::Null)
+}
+
+/// Polls `dig <args>` until `ok`; returns that answer.
+#[track_caller]
+fn wait_dig(dns: &Server, args: &[&str], what: &str, ok: impl Fn(&Dig) -> bool) -> Dig {
+    let mut last = Dig::default();
+    poll(DEADLINE, || {
+        last = dns.dig(args);
+        ok(&last).then(|| last.clone())
+    })
+    .unwrap_or_else(|| panic!("dig {args:?}: never {what}; last answer:\n{last}"))
+}
+
+fn is_a(expected: &[&str]) -> impl Fn(&Dig) -> bool + use<> {
+    let mut want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    move |d: &Dig| d.status == "NOERROR" && d.answers("A") == want
+}
+
+fn is_nodata(d: &Dig) -> bool {
+    d.status == "NOERROR" && d.answer.is_empty() && d.aa()
+}
+
+fn is_nxdomain(d: &Dig) -> bool {
+    d.status == "NXDOMAIN" && d.answer.is_empty()
+}
+
+/// Queries a name over and over on a thread until stopped, keeping every answer.
+struct DigLoop {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Vec<Dig>>,
+}
+
+impl DigLoop {
+    fn start(dns: SocketAddr, args: &[&str]) -> DigLoop {
+        let stop = Arc::new(AtomicBool::new(false));
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let mut seen = Vec::new();
+            while !flag.load(Ordering::SeqCst) {
+                seen.push(dig(dns, &args));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            seen
+        });
+        DigLoop { stop, thread }
+    }
+
+    fn finish(self) -> Vec<Dig> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().expect("dig loop")
+    }
+}
+
+/// Asserts every answer seen was one of `allowed` addresses or NODATA (`nodata_ok`).
+#[track_caller]
+fn assert_answers(seen: &[Dig], allowed: &[&str], nodata_ok: bool, what: &str) {
+    assert!(!seen.is_empty(), "{what}: no answers sampled");
+    for d in seen {
+        let ok = d.status == "NOERROR"
+            && (d.answer.is_empty() && nodata_ok
+                || !d.answer.is_empty()
+                    && d.answers("A").iter().all(|a| allowed.contains(&a.as_str())));
+        assert!(
+            ok,
+            "{what}: a wrong answer among {} samples:\n{d}",
+            seen.len()
+        );
+    }
+}
+
+fn metric(server: &Server, series: &str) -> f64 {
+    server.metric(series).unwrap_or(0.0)
+}
+
+fn leader_of<'a>(controllers: &'a [&'a Server]) -> Option<&'a Server> {
+    let leaders: Vec<&Server> = controllers
+        .iter()
+        .copied()
+        .filter(|c| c.metric("petdns_leader") == Some(1.0))
+        .collect();
+    (leaders.len() == 1).then(|| leaders[0])
+}
+
+/// `web`: governing Service `nginx`, pods `web-<n>` at 192.0.2.(10 + n) on node-a.
+fn ip(ordinal: i32) -> String {
+    format!("192.0.2.{}", 10 + ordinal)
+}
+
+#[test]
+fn statefulset_scale_up_down_and_pod_replacement() {
+    let c = Cluster::new();
+    c.node("node-a");
+    let _controller = c.controller("ctl-a");
+    let dns = c.serve(true);
+    let web = |n: i32| host(&format!("web-{n}"), "nginx");
+
+    wait_dig(
+        &dns,
+        &["A", &service_name("nginx")],
+        "NXDOMAIN before any StatefulSet",
+        is_nxdomain,
+    );
+    c.service("nginx", "web", false, "None");
+    c.statefulset("web", "nginx", 3, 0);
+    c.wait_peerset("web", "0/3", |p| ready_of(p) == "0/3");
+    // Declared names exist before any pod does.
+    wait_dig(
+        &dns,
+        &["A", &web(0)],
+        "NODATA for a declared ordinal",
+        is_nodata,
+    );
+    wait_dig(
+        &dns,
+        &["A", &service_name("nginx")],
+        "NODATA for the service",
+        is_nodata,
+    );
+
+    let mut printed = String::new();
+    for n in 0..3 {
+        let pod = format!("web-{n}");
+        c.pod("web", n, "nginx", "node-a");
+        c.wait_peerset("web", "Pending", |p| {
+            identity(p, &pod)["state"] == "Pending"
+        });
+        wait_dig(&dns, &["A", &web(n)], "NODATA while Pending", is_nodata);
+        c.pod_status(&pod, &ip(n), false, 0);
+        c.wait_peerset("web", "NotReady", |p| {
+            identity(p, &pod)["state"] == "NotReady"
+        });
+        wait_dig(&dns, &["A", &web(n)], "NODATA while NotReady", is_nodata);
+        c.pod_status(&pod, &ip(n), true, 0);
+        let d = wait_dig(&dns, &["A", &web(n)], "the pod's address", is_a(&[&ip(n)]));
+        printed.push_str(&d.raw);
+    }
+    let all: Vec<String> = (0..3).map(ip).collect();
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let d = wait_dig(
+        &dns,
+        &["A", &service_name("nginx")],
+        "three addresses",
+        is_a(&all),
+    );
+    printed.push_str(&d.raw);
+    c.wait_peerset("web", "3/3", |p| ready_of(p) == "3/3");
+
+    // Scale up to 5: the new ordinals are declared (NODATA), then answer once Ready.
+    c.scale("web", 5);
+    c.wait_peerset("web", "3/5", |p| ready_of(p) == "3/5");
+    wait_dig(
+        &dns,
+        &["A", &web(4)],
+        "NODATA for a new declared ordinal",
+        is_nodata,
+    );
+    for n in 3..5 {
+        c.running_pod("web", n, "nginx", &ip(n), true);
+    }
+    let all: Vec<String> = (0..5).map(ip).collect();
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let d = wait_dig(
+        &dns,
+        &["A", &service_name("nginx")],
+        "five addresses",
+        is_a(&all),
+    );
+    printed.push_str(&d.raw);
+    let d = wait_dig(
+        &dns,
+        &["SRV", &format!("_web._tcp.{}", service_name("nginx"))],
+        "five SRV targets",
+        |d| d.answers("SRV").len() == 5,
+    );
+    printed.push_str(&d.raw);
+    eprintln!("=== scale-up: dig output ===\n{printed}=== end of scale-up ===");
+
+    // Scale down to 2: condemned pods keep answering until the StatefulSet controller
+    // deletes them (highest first); then their names are gone.
+    c.scale("web", 2);
+    c.wait_peerset("web", "Condemned", |p| {
+        identity(p, "web-4")["state"] == "Condemned" && ready_of(p).ends_with("/2")
+    });
+    for n in (2..5).rev() {
+        c.delete(c.pods(), &format!("web-{n}"));
+        wait_dig(
+            &dns,
+            &["A", &web(n)],
+            "NXDOMAIN after scale-down",
+            is_nxdomain,
+        );
+    }
+    wait_dig(
+        &dns,
+        &["A", &service_name("nginx")],
+        "two addresses",
+        is_a(&[&ip(0), &ip(1)]),
+    );
+    c.wait_peerset("web", "2/2", |p| ready_of(p) == "2/2");
+
+    // web-1 deleted and recreated with a new IP: the name stays, the address follows, and
+    // no answer in between is NXDOMAIN.
+    let new_ip = "198.51.100.11";
+    let watch = DigLoop::start(dns.dns, &["A", &web(1)]);
+    // Each intermediate state is also checked once it reached DNS (the PeerSet shows it and
+    // the next snapshot is out); the loop above samples everything in between.
+    let step = |state: &str| {
+        c.wait_peerset("web", state, |p| identity(p, "web-1")["state"] == state);
+        wait_dig(&dns, &["A", &web(1)], "NODATA", is_nodata);
+    };
+    c.delete(c.pods(), "web-1");
+    step("Missing");
+    c.pod("web", 1, "nginx", "node-a");
+    step("Pending");
+    c.pod_status("web-1", new_ip, false, 0);
+    step("NotReady");
+    c.pod_status("web-1", new_ip, true, 0);
+    wait_dig(&dns, &["A", &web(1)], "the new address", is_a(&[new_ip]));
+    let seen = watch.finish();
+    assert_answers(
+        &seen,
+        &[&ip(1), new_ip],
+        true,
+        "web-1 during its replacement",
+    );
+    let nodata = seen.iter().filter(|d| d.answer.is_empty()).count();
+    eprintln!(
+        "pod replacement: {} answers sampled, {nodata} NODATA, none NXDOMAIN",
+        seen.len()
+    );
+}
+
+#[test]
+fn publish_not_ready_start_ordinal_and_node_lost() {
+    let c = Cluster::new();
+    c.node("node-a");
+    c.node("node-b");
+    let _controller = c.controller("ctl-a");
+    let dns = c.serve(true);
+    let db = |n: i32| host(&format!("db-{n}"), "db");
+
+    // Ordinals start at 5; the Service publishes not-ready addresses.
+    c.service("db", "db", true, "None");
+    c.statefulset("db", "db", 2, 5);
+    c.pod("db", 5, "db", "node-a");
+    c.pod_status("db-5", "192.0.2.55", false, 0);
+    c.pod("db", 6, "db", "node-b");
+    c.pod_status("db-6", "192.0.2.56", false, 0);
+    let ps = c.wait_peerset("db", "2/2 published while NotReady", |p| {
+        ready_of(p) == "2/2"
+    });
+    assert_eq!(
+        ps["spec"]["ordinals"],
+        json!({"start": 5, "replicas": 2}),
+        "{ps:#}"
+    );
+    assert_eq!(ps["spec"]["publishNotReadyAddresses"], true, "{ps:#}");
+    assert_eq!(identity(&ps, "db-5")["state"], "NotReady", "{ps:#}");
+    wait_dig(
+        &dns,
+        &["A", &db(5)],
+        "a NotReady address",
+        is_a(&["192.0.2.55"]),
+    );
+    wait_dig(
+        &dns,
+        &["A", &db(6)],
+        "a NotReady address",
+        is_a(&["192.0.2.56"]),
+    );
+    for n in [0, 4, 7] {
+        wait_dig(&dns, &["A", &db(n)], "NXDOMAIN outside [5, 7)", is_nxdomain);
+    }
+
+    // publishNotReadyAddresses off: the NotReady pods leave DNS, their names stay.
+    c.merge(
+        c.services(),
+        "db",
+        json!({"spec": {"publishNotReadyAddresses": false}}),
+    );
+    c.wait_peerset("db", "0/2", |p| ready_of(p) == "0/2");
+    wait_dig(&dns, &["A", &db(5)], "NODATA", is_nodata);
+    c.pod_status("db-5", "192.0.2.55", true, 0);
+    c.pod_status("db-6", "192.0.2.56", true, 0);
+    wait_dig(
+        &dns,
+        &["A", &db(6)],
+        "the Ready address",
+        is_a(&["192.0.2.56"]),
+    );
+
+    // node-b goes NotReady: db-6 shows NodeLost but keeps its record while its own Ready
+    // condition is still True; when the node lifecycle controller flips it, it goes.
+    c.node_ready("node-b", false);
+    let ps = c.wait_peerset("db", "db-6 NodeLost", |p| {
+        identity(p, "db-6")["state"] == "NodeLost"
+    });
+    assert_eq!(identity(&ps, "db-6")["published"], true, "{ps:#}");
+    assert_eq!(identity(&ps, "db-5")["state"], "Ready", "{ps:#}");
+    wait_dig(
+        &dns,
+        &["A", &db(6)],
+        "the address while Ready",
+        is_a(&["192.0.2.56"]),
+    );
+    c.pod_status("db-6", "192.0.2.56", false, 0);
+    let ps = c.wait_peerset("db", "db-6 unpublished", |p| {
+        identity(p, "db-6")["published"] == false
+    });
+    assert_eq!(identity(&ps, "db-6")["state"], "NodeLost", "{ps:#}");
+    wait_dig(&dns, &["A", &db(6)], "NODATA", is_nodata);
+    wait_dig(
+        &dns,
+        &["A", &service_name("db")],
+        "only db-5",
+        is_a(&["192.0.2.55"]),
+    );
+    c.node_ready("node-b", true);
+    c.wait_peerset("db", "db-6 NotReady", |p| {
+        identity(p, "db-6")["state"] == "NotReady"
+    });
+}
+
+#[test]
+fn misconfigurations_set_conditions_events_and_no_records() {
+    let c = Cluster::new();
+    c.node("node-a");
+    let _controller = c.controller("ctl-a");
+    let dns = c.serve(true);
+
+    // (set, service, reason); each set has one Ready pod.
+    c.statefulset("orphan", "missing", 1, 0);
+    c.service("clustered", "clustered", false, "10.96.0.10");
+    c.statefulset("clustered", "clustered", 1, 0);
+    c.service("picky", "someone-else", false, "None");
+    c.statefulset("picky", "picky", 1, 0);
+    c.service("stray", "stray", false, "None");
+    c.statefulset("stray", "stray", 1, 0);
+    c.running_pod("orphan", 0, "missing", "192.0.2.20", true);
+    c.running_pod("clustered", 0, "clustered", "192.0.2.21", true);
+    c.running_pod("picky", 0, "picky", "192.0.2.22", true);
+    c.running_pod("stray", 0, "elsewhere", "192.0.2.23", true);
+
+    let cases = [
+        ("orphan", "missing", "ServiceResolved", "ServiceNotFound"),
+        (
+            "clustered",
+            "clustered",
+            "ServiceResolved",
+            "ServiceNotHeadless",
+        ),
+        ("picky", "picky", "ServiceResolved", "SelectorMismatch"),
+        ("stray", "stray", "SubdomainsMatch", "SubdomainMismatch"),
+    ];
+    for (set, svc, type_, reason) in cases {
+        let ps = c.wait_peerset(set, reason, |p| condition(p, type_)["reason"] == reason);
+        assert_eq!(condition(&ps, type_)["status"], "False", "{ps:#}");
+        assert_eq!(ready_of(&ps), "0/1", "{ps:#}");
+        assert!(
+            !condition(&ps, type_)["message"]
+                .as_str()
+                .unwrap_or("")
+                .is_empty(),
+            "{ps:#}"
+        );
+        poll(DEADLINE, || {
+            (!c.events(reason, set).is_empty()).then_some(())
+        })
+        .unwrap_or_else(|| panic!("no Kubernetes Event {reason} about StatefulSet {set}"));
+        let pod = host(&format!("{set}-0"), svc);
+        if reason == "SubdomainMismatch" {
+            // The Service is fine, so the declared name exists, but nothing is published.
+            wait_dig(&dns, &["A", &pod], "NODATA", is_nodata);
+            wait_dig(&dns, &["A", &service_name(svc)], "NODATA", is_nodata);
+        } else {
+            wait_dig(&dns, &["A", &pod], "NXDOMAIN", is_nxdomain);
+            wait_dig(&dns, &["A", &service_name(svc)], "NXDOMAIN", is_nxdomain);
+        }
+    }
+    let events = c.events("ServiceNotFound", "orphan");
+    assert_eq!(events[0]["type"], "Warning", "{:#}", events[0]);
+
+    // Fixing the misconfiguration clears the condition and publishes the pod.
+    c.service("missing", "orphan", false, "None");
+    c.wait_peerset("orphan", "resolved", |p| {
+        condition(p, "ServiceResolved")["status"] == "True" && ready_of(p) == "1/1"
+    });
+    wait_dig(
+        &dns,
+        &["A", &host("orphan-0", "missing")],
+        "the address",
+        is_a(&["192.0.2.20"]),
+    );
+}
+
+#[test]
+fn restart_count_change_writes_no_peerset_and_crd_columns() {
+    let c = Cluster::new();
+    c.node("node-a");
+    let _controller = c.controller("ctl-a");
+    let dns = c.serve(true);
+    c.service("nginx", "web", false, "None");
+    c.statefulset("web", "nginx", 2, 0);
+    c.running_pod("web", 0, "nginx", &ip(0), true);
+    c.running_pod("web", 1, "nginx", &ip(1), false);
+    let ps = c.wait_peerset("web", "1/2", |p| {
+        ready_of(p) == "1/2" && identity(p, "web-1")["state"] == "NotReady"
+    });
+    // status.ready reads published/declared.
+    assert_eq!(
+        ps["status"]["identities"].as_array().map(Vec::len),
+        Some(2),
+        "{ps:#}"
+    );
+    wait_dig(
+        &dns,
+        &["A", &host("web-0", "nginx")],
+        "web-0",
+        is_a(&[&ip(0)]),
+    );
+
+    // A second set is the marker: once its PeerSet shows a change made after the restart,
+    // the controller has handled the restart event too (one watch loop, in order).
+    c.service("other", "marker", false, "None");
+    c.statefulset("marker", "other", 1, 0);
+    c.wait_peerset("marker", "0/1", |p| ready_of(p) == "0/1");
+    let web_path = format!("{PEERSETS}web");
+    let before = c.api.count_writes(&web_path);
+    c.pod_status("web-0", &ip(0), true, 1);
+    c.pod_status("web-0", &ip(0), true, 2);
+    c.running_pod("marker", 0, "other", "192.0.2.40", true);
+    c.wait_peerset("marker", "1/1", |p| ready_of(p) == "1/1");
+    assert_eq!(
+        c.api.count_writes(&web_path),
+        before,
+        "a container restart is not DNS-relevant and must not write the PeerSet"
+    );
+    // A DNS-relevant change to the same pod still writes.
+    c.pod_status("web-1", &ip(1), true, 0);
+    c.wait_peerset("web", "2/2", |p| ready_of(p) == "2/2");
+    assert!(c.api.count_writes(&web_path) > before);
+
+    // The CRD's printer columns: SERVICE, READY (published/declared), AGE.
+    let out = std::process::Command::new(crate::support::BIN)
+        .arg("crd")
+        .output()
+        .expect("run petdns crd");
+    assert!(out.status.success());
+    let crd: Value =
+        serde_saphyr::from_str(&String::from_utf8_lossy(&out.stdout)).expect("CRD YAML");
+    let columns: Vec<(String, String)> = crd["spec"]["versions"][0]["additionalPrinterColumns"]
+        .as_array()
+        .expect("printer columns")
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or("").to_string(),
+                c["jsonPath"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        ("SERVICE", ".spec.service"),
+        ("READY", ".status.ready"),
+        ("AGE", ".metadata.creationTimestamp"),
+    ];
+    assert_eq!(
+        columns,
+        want.map(|(a, b)| (a.to_string(), b.to_string())),
+        "{crd:#}"
+    );
+}
+
+#[test]
+fn leader_failover() {
+    let c = Cluster::new();
+    c.node("node-a");
+    let first = c.controller("ctl-a");
+    let second = c.controller("ctl-b");
+    let dns = c.serve(true);
+    let leader = poll(DEADLINE, || leader_of(&[&first, &second]).map(|l| l.pid()))
+        .expect("exactly one controller leads");
+    let (active, standby) = if first.pid() == leader {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    assert_eq!(standby.metric("petdns_leader"), Some(0.0));
+
+    c.service("nginx", "web", false, "None");
+    c.statefulset("web", "nginx", 2, 0);
+    c.running_pod("web", 0, "nginx", &ip(0), true);
+    c.running_pod("web", 1, "nginx", &ip(1), true);
+    let before = wait_dig(
+        &dns,
+        &["A", &service_name("nginx")],
+        "two addresses",
+        is_a(&[&ip(0), &ip(1)]),
+    );
+    let writes_before = c.api.count_writes(PEERSETS);
+
+    // kill -9 the leader: no lease release, the standby waits out the 3 s lease.
+    let watch = DigLoop::start(dns.dns, &["A", &service_name("nginx")]);
+    let killed = Instant::now();
+    active.kill();
+    // A change while nobody leads.
+    c.scale("web", 3);
+    c.running_pod("web", 2, "nginx", &ip(2), true);
+    poll(Duration::from_secs(15), || {
+        (standby.metric("petdns_leader") == Some(1.0)).then_some(())
+    })
+    .expect("the standby takes over");
+    let took_over = killed.elapsed();
+    let after = wait_dig(
+        &dns,
+        &["A", &service_name("nginx")],
+        "three addresses from the new leader",
+        is_a(&[&ip(0), &ip(1), &ip(2)]),
+    );
+    let answered = killed.elapsed();
+    let seen = watch.finish();
+    assert_answers(
+        &seen,
+        &[&ip(0), &ip(1), &ip(2)],
+        false,
+        "nginx during failover",
+    );
+    assert!(
+        seen.iter().all(|d| d.answers("A").len() >= 2),
+        "an answer lost an address during failover"
+    );
+    assert!(c.api.count_writes(PEERSETS) > writes_before);
+    assert!(metric(&standby, "petdns_peerset_writes_total") >= 1.0);
+
+    // Later changes are applied by the new leader too.
+    c.pod_status("web-0", &ip(0), false, 0);
+    let later = wait_dig(
+        &dns,
+        &["A", &service_name("nginx")],
+        "web-0 gone",
+        is_a(&[&ip(1), &ip(2)]),
+    );
+    eprintln!(
+        "=== failover: dig output ===\nbefore (ctl leader pid {leader}):\n{}after kill -9, \
+         standby leader after {took_over:.2?}, change answered after {answered:.2?}:\n{}\
+         a later change by the new leader:\n{}{} answers sampled during failover, all correct\n\
+         === end of failover ===",
+        before.raw,
+        after.raw,
+        later.raw,
+        seen.len()
+    );
+}
+
+/// Waits for `petdns_kube_watches_healthy` to read `want`.
+#[track_caller]
+fn healthy(s: &Server, want: f64, who: &str) {
+    poll(DEADLINE, || {
+        (s.metric("petdns_kube_watches_healthy") == Some(want)).then_some(())
+    })
+    .unwrap_or_else(|| panic!("{who}: petdns_kube_watches_healthy never {want}"));
+}
+
+/// Measures from `since` until `dig A <name>` answers `want`.
+fn time_to_answer(dns: &Server, name: &str, want: &str, since: Instant) -> Duration {
+    wait_dig(dns, &["A", name], "the changed address", is_a(&[want]));
+    since.elapsed()
+}
+
+#[test]
+fn api_faults_keep_the_last_answers_and_resync() {
+    let c = Cluster::new();
+    c.node("node-a");
+    let controller = c.controller("ctl-a");
+    let dns = c.serve(true);
+    c.service("nginx", "web", false, "None");
+    c.statefulset("web", "nginx", 2, 0);
+    c.running_pod("web", 0, "nginx", &ip(0), true);
+    c.running_pod("web", 1, "nginx", &ip(1), true);
+    let web0 = host("web-0", "nginx");
+    let web1 = host("web-1", "nginx");
+    wait_dig(&dns, &["A", &web0], "web-0", is_a(&[&ip(0)]));
+    wait_dig(&dns, &["A", &web1], "web-1", is_a(&[&ip(1)]));
+
+    // web-0 never changes: every answer must be its address. web-1 moves between addresses.
+    let steady = DigLoop::start(dns.dns, &["A", &web0]);
+    let moving = DigLoop::start(dns.dns, &["A", &web1]);
+    let errors = |s: &Server| metric(s, "petdns_kube_watch_errors_total");
+    let mut timings = Vec::new();
+
+    // 1. Watches dropped: the watchers re-watch from their resourceVersion.
+    c.api.drop_watches();
+    let t = Instant::now();
+    c.pod_status("web-1", "198.51.100.1", true, 0);
+    timings.push((
+        "watches dropped",
+        time_to_answer(&dns, &web1, "198.51.100.1", t),
+    ));
+
+    // 2. HTTP 500 for every request for 3 s, watches dropped so they must restart.
+    let (dns_errors, ctl_errors) = (errors(&dns), errors(&controller));
+    c.api.fail_for(Duration::from_secs(3));
+    c.api.drop_watches();
+    poll(DEADLINE, || (errors(&dns) > dns_errors).then_some(()))
+        .expect("serve counts watch errors during 500s");
+    poll(DEADLINE, || {
+        (errors(&controller) > ctl_errors).then_some(())
+    })
+    .expect("the controller counts watch errors during 500s");
+    healthy(&dns, 0.0, "serve during the 500s");
+    healthy(&controller, 0.0, "the controller during the 500s");
+    let healed = poll(DEADLINE, || {
+        c.rt.block_on(c.pods().get("web-1"))
+            .ok()
+            .map(|_| Instant::now())
+    })
+    .expect("the API server answers again");
+    c.pod_status("web-1", "198.51.100.2", true, 0);
+    timings.push((
+        "500s for 3 s",
+        time_to_answer(&dns, &web1, "198.51.100.2", healed),
+    ));
+    // serve's one watch delivered the change: healthy again. (The controller's quiet watches
+    // give no sign of having reconnected until their next event; checked after the relist.)
+    healthy(&dns, 1.0, "serve after the 500s");
+
+    // 3. 410 Gone: while the watches are down, the object changes and the history is
+    // compacted, so re-watching from the last resourceVersion gets 410 and the watchers
+    // relist. (The server holds requests meanwhile, so the change goes in through the test
+    // hook; bookmarks keep a connected watcher's resourceVersion current, so compacting
+    // alone would not expire it.)
+    let (dns_errors, ctl_errors) = (errors(&dns), errors(&controller));
+    c.api.outage();
+    c.api
+        .modify("v1", "Pod", NS, "web-1", |p| {
+            p["status"]["podIP"] = json!("198.51.100.3");
+            p["status"]["podIPs"] = json!([{"ip": "198.51.100.3"}]);
+        })
+        .expect("web-1 exists");
+    c.api.compact();
+    let t = Instant::now();
+    c.api.resume();
+    timings.push(("410 Gone", time_to_answer(&dns, &web1, "198.51.100.3", t)));
+    poll(DEADLINE, || (errors(&dns) > dns_errors).then_some(()))
+        .expect("serve counts the 410 as a watch error");
+    poll(DEADLINE, || {
+        (errors(&controller) > ctl_errors).then_some(())
+    })
+    .expect("the controller counts the 410 as a watch error");
+
+    // 4. The API server goes away for 10 s. A change made during the outage (its request
+    // waits in the paused server) is answered right after it comes back.
+    c.api.outage();
+    let pending = {
+        let pods = c.pods();
+        c.rt.spawn(async move {
+            let status = json!({"status": {
+                "podIP": "198.51.100.4", "podIPs": [{"ip": "198.51.100.4"}],
+                "conditions": [{"type": "Ready", "status": "True"}],
+            }});
+            pods.patch_status("web-1", &PatchParams::default(), &Patch::Merge(status))
+                .await
+        })
+    };
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_secs(10) {
+        let d = dns.dig(&["A", &web1]);
+        assert!(is_a(&["198.51.100.3"])(&d), "during the outage:\n{d}");
+    }
+    let resumed = Instant::now();
+    c.api.resume();
+    c.rt.block_on(pending)
+        .expect("join")
+        .expect("the change made during the outage");
+    timings.push((
+        "10 s outage",
+        time_to_answer(&dns, &web1, "198.51.100.4", resumed),
+    ));
+
+    healthy(&dns, 1.0, "serve after the faults");
+    healthy(&controller, 1.0, "the controller after the faults");
+    let steady = steady.finish();
+    let moving = moving.finish();
+    assert_answers(&steady, &[&ip(0)], false, "web-0 through every fault");
+    assert_answers(
+        &moving,
+        &[
+            &ip(1),
+            "198.51.100.1",
+            "198.51.100.2",
+            "198.51.100.3",
+            "198.51.100.4",
+        ],
+        false,
+        "web-1 through every fault",
+    );
+    assert!(
+        moving.iter().all(|d| d.status != "SERVFAIL"),
+        "SERVFAIL after the initial load"
+    );
+    eprintln!(
+        "resync after API faults ({} + {} answers sampled, all correct):",
+        steady.len(),
+        moving.len()
+    );
+    for (what, took) in &timings {
+        eprintln!(
+            "  {what}: change answered {:.0} ms after recovery",
+            took.as_secs_f64() * 1000.0
+        );
+    }
+    for (what, took) in timings {
+        assert!(
+            took < Duration::from_secs(2),
+            "{what}: resync took {took:?}"
+        );
+    }
+}
+
+/// A PeerSet as the controller would write it: `web`, one published identity.
+fn peerset_status(ip: &str) -> Value {
+    json!({
+        "observedGeneration": 1,
+        "ready": "1/1",
+        "identities": [{
+            "ordinal": 0, "pod": "web-0", "hostname": "web-0", "addresses": [ip],
+            "state": "Ready", "published": true, "node": "node-a", "claims": [],
+        }],
+        "conditions": [
+            {"type": "ServiceResolved", "status": "True", "reason": "ServiceResolved", "message": "ok"},
+            {"type": "SubdomainsMatch", "status": "True", "reason": "SubdomainsMatch", "message": "ok"},
+        ],
+    })
+}
+
+#[test]
+fn serve_kube_waits_for_the_list_and_ignores_invalid_peersets() {
+    let c = Cluster::new();
+    let peersets = c.peersets();
+    c.create(
+        peersets.clone(),
+        json!({
+            "apiVersion": "petdns.io/v1alpha1", "kind": "PeerSet",
+            "metadata": {"name": "web", "namespace": NS},
+            "spec": {
+                "statefulSet": "web", "service": "nginx", "ordinals": {"start": 0, "replicas": 1},
+                "podManagementPolicy": "OrderedReady", "publishNotReadyAddresses": false,
+                "ports": [{"name": "web", "protocol": "TCP", "port": 8080}],
+            },
+        }),
+    );
+    c.merge_status(peersets.clone(), "web", peerset_status("192.0.2.10"));
+
+    // Started while the API server holds every request: not ready, SERVFAIL.
+    c.api.pause();
+    let dns = c.serve(false);
+    let web0 = host("web-0", "nginx");
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(500) {
+        let d = dns.dig(&["A", &web0]);
+        assert_eq!(d.status, "SERVFAIL", "before the initial list:\n{d}");
+        let other = dns.dig(&["A", &host("nope-0", "nginx")]);
+        assert_eq!(
+            other.status, "SERVFAIL",
+            "no false NXDOMAIN before the list:\n{other}"
+        );
+        assert!(matches!(dns.get("/readyz"), Ok((503, _))));
+    }
+    c.api.resume();
+    dns.wait_ready();
+    wait_dig(
+        &dns,
+        &["A", &web0],
+        "the PeerSet's address",
+        is_a(&["192.0.2.10"]),
+    );
+
+    // Garbage is ignored, counted, and the last good state keeps serving.
+    let invalid = |n: f64| {
+        poll(DEADLINE, || {
+            (metric(&dns, "petdns_invalid_peersets_total") >= n).then_some(())
+        })
+        .unwrap_or_else(|| panic!("petdns_invalid_peersets_total never reached {n}"))
+    };
+    let mut garbage = peerset_status("192.0.2.99");
+    garbage["identities"][0]["addresses"] = json!([]);
+    c.merge_status(peersets.clone(), "web", garbage);
+    invalid(1.0);
+    let d = dns.dig(&["A", &web0]);
+    assert!(
+        is_a(&["192.0.2.10"])(&d),
+        "after a published identity without addresses:\n{d}"
+    );
+
+    let mut garbage = peerset_status("192.0.2.98");
+    garbage["identities"][0]["pod"] = json!("intruder-0");
+    c.merge_status(peersets.clone(), "web", garbage);
+    invalid(2.0);
+    let d = dns.dig(&["A", &web0]);
+    assert!(
+        is_a(&["192.0.2.10"])(&d),
+        "after a pod name not of the set:\n{d}"
+    );
+    let d = dns.dig(&["A", &host("intruder-0", "nginx")]);
+    assert!(is_nxdomain(&d), "the intruder must not be served:\n{d}");
+
+    // A valid update is served again.
+    c.merge_status(peersets, "web", peerset_status("192.0.2.11"));
+    wait_dig(
+        &dns,
+        &["A", &web0],
+        "the new address",
+        is_a(&["192.0.2.11"]),
+    );
+}
