@@ -286,7 +286,8 @@ fn explain_pod(
             }
         }
         Some(i) => {
-            let verdict = if declared {
+            // A misconfigured Service contributes no names at all (see the conditions).
+            let verdict = if declared && table.service_resolved() {
                 "NODATA (declared, nothing published)"
             } else {
                 "NXDOMAIN"

@@ -90,6 +90,16 @@ impl Cluster {
         )
     }
 
+    /// `petdns explain NAME --kube`: its output (stdout and stderr).
+    fn explain(&self, name: &str) -> String {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_petdns"))
+            .args(["explain", name, "--kube", "--kubeconfig", self.kubeconfig()])
+            .output()
+            .expect("run petdns explain");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+
     /// `petdns controller` with a 3 s lease, ready once its watches listed.
     fn controller(&self, identity: &str) -> Server {
         Server::spawn(
@@ -711,6 +721,20 @@ fn misconfigurations_set_conditions_events_and_no_records() {
     let events = c.events("ServiceNotFound", "orphan");
     assert_eq!(events[0]["type"], "Warning", "{:#}", events[0]);
 
+    // `petdns explain --kube` gives the same reasons, live from the PeerSets.
+    for (pod, reason) in [
+        ("picky-0.picky", "SelectorMismatch"),
+        ("clustered-0.clustered", "ServiceNotHeadless"),
+    ] {
+        let out = c.explain(&format!("{pod}.{NS}"));
+        assert!(out.contains(reason) && out.contains("NXDOMAIN"), "{out}");
+    }
+    let out = c.explain(&format!("stray-0.stray.{NS}"));
+    assert!(
+        out.contains("NODATA") && out.contains("SubdomainMismatch"),
+        "{out}"
+    );
+
     // Fixing the misconfiguration clears the condition and publishes the pod.
     c.service("missing", "orphan", false, "None");
     c.wait_peerset("orphan", "resolved", |p| {
@@ -722,6 +746,8 @@ fn misconfigurations_set_conditions_events_and_no_records() {
         "the address",
         is_a(&["192.0.2.20"]),
     );
+    let out = c.explain(&format!("orphan-0.missing.{NS}"));
+    assert!(out.contains("answers 192.0.2.20 (Ready)"), "{out}");
 }
 
 #[test]
