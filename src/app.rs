@@ -68,10 +68,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             write_stdout(&script)?;
             Ok(0)
         }
-        Command::Man => {
+        Command::Man { command } => {
             use clap::CommandFactory;
+            let root = Cli::command();
+            let cmd = match command {
+                None => root,
+                Some(name) => match root.find_subcommand(&name) {
+                    Some(sub) => sub.clone().name(format!("petdns-{name}")),
+                    None => {
+                        eprintln!("petdns: no command {name:?}");
+                        return Ok(EXIT_INVALID);
+                    }
+                },
+            };
             let mut page = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            clap_mangen::Man::new(cmd).render(&mut page)?;
             write_stdout(&page)?;
             Ok(0)
         }

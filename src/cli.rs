@@ -85,8 +85,11 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page (roff) of petdns, or of one command (`petdns man serve`).
+    Man {
+        /// serve, check, explain, controller, crd, completions.
+        command: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -1568,6 +1568,19 @@ fn queries_are_logged_only_with_log_queries() {
         "{line}"
     );
     assert_eq!(line["qtype"], "A");
-    assert_eq!(line["rcode"], "No Error");
+    assert_eq!(line["rcode"], "NOERROR");
     assert!(quiet.messages("query").is_empty(), "{}", quiet.log_dump());
+}
+
+#[test]
+fn man_pages_exist_for_each_command() {
+    for command in ["serve", "check", "explain", "controller"] {
+        let (code, out) = petdns(&["man", command]);
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            out.contains(&format!(".TH petdns-{command} 1")),
+            "{command}: {out}"
+        );
+    }
+    assert_eq!(petdns(&["man", "nope"]).0, 2);
 }

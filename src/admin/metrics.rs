@@ -32,6 +32,24 @@ struct StateLabels {
     state: &'static str,
 }
 
+fn rcode_index(rcode: ResponseCode) -> usize {
+    match rcode {
+        ResponseCode::NoError => 0,
+        ResponseCode::FormErr => 1,
+        ResponseCode::ServFail => 2,
+        ResponseCode::NXDomain => 3,
+        ResponseCode::NotImp => 4,
+        ResponseCode::Refused => 5,
+        ResponseCode::BADVERS => 6,
+        _ => 7,
+    }
+}
+
+/// The mnemonic of a response code (`NXDOMAIN`), as metrics and query logs show it.
+pub fn rcode_label(rcode: ResponseCode) -> &'static str {
+    RCODES[rcode_index(rcode)]
+}
+
 /// Query counters, indexed by (qtype, rcode).
 pub struct DnsMetrics {
     queries: Vec<Counter>,
@@ -55,16 +73,7 @@ impl DnsMetrics {
             RecordType::IXFR => 9,
             _ => 10,
         };
-        let r = match rcode {
-            ResponseCode::NoError => 0,
-            ResponseCode::FormErr => 1,
-            ResponseCode::ServFail => 2,
-            ResponseCode::NXDomain => 3,
-            ResponseCode::NotImp => 4,
-            ResponseCode::Refused => 5,
-            ResponseCode::BADVERS => 6,
-            _ => 7,
-        };
+        let r = rcode_index(rcode);
         self.queries[t * RCODES.len() + r].inc();
     }
 }
@@ -236,7 +245,7 @@ impl Metrics {
         );
         registry.register(
             "kube_last_event_timestamp_seconds",
-            "Unix time of the last watch event or bookmark from the API server",
+            "Unix time of the last watch event or watch error seen from the API server",
             kube.last_event_seconds.clone(),
         );
         registry.register(

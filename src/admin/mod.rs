@@ -4,4 +4,4 @@ mod http;
 mod metrics;
 
 pub use http::{AdminServer, Health};
-pub use metrics::{DnsMetrics, KubeMetrics, Metrics, SourceMetrics};
+pub use metrics::{DnsMetrics, KubeMetrics, Metrics, SourceMetrics, rcode_label};

@@ -517,7 +517,7 @@ impl State {
             if was.is_some_and(|w| w.status == c.status && w.reason == c.reason) {
                 continue;
             }
-            warn!(namespace = %set.namespace().unwrap_or_default(), statefulset = %set.name_any(), reason = %c.reason, message = %c.message, "condition changed");
+            warn!(namespace = %set.namespace().unwrap_or_default(), statefulset = %set.name_any(), reason = %c.reason, detail = %c.message, "condition changed");
             let ev = KubeEvent {
                 type_: EventType::Warning,
                 reason: c.reason.clone(),

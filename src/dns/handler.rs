@@ -140,7 +140,7 @@ impl RequestHandler for Authority {
                 .first()
                 .map(|q| q.original().name().to_string())
                 .unwrap_or_default();
-            info!(target: "petdns::query", src = %request.src(), protocol = %request.protocol(), %name, %qtype, rcode = %answer.rcode, answers = answer.answers.len(), forwarded, "query");
+            info!(target: "petdns::query", src = %request.src(), protocol = %request.protocol(), %name, %qtype, rcode = crate::admin::rcode_label(answer.rcode), answers = answer.answers.len(), forwarded, "query");
         }
 
         let mut metadata = Metadata::response_from_request(&request.metadata);

@@ -202,7 +202,7 @@ fn log_condition_changes(before: &[IdentityTable], after: &[IdentityTable]) {
                 continue;
             }
             if c.status == crate::controller::ConditionStatus::False {
-                warn!(namespace = %t.namespace, statefulset = %t.stateful_set, condition = %c.type_, reason = %c.reason, message = %c.message, "condition changed: some identities get no DNS records");
+                warn!(namespace = %t.namespace, statefulset = %t.stateful_set, condition = %c.type_, reason = %c.reason, detail = %c.message, "condition changed: some identities get no DNS records");
             } else if was.is_some() {
                 info!(namespace = %t.namespace, statefulset = %t.stateful_set, condition = %c.type_, reason = %c.reason, "condition changed: resolved");
             }

@@ -1170,3 +1170,55 @@ fn serve_kube_waits_for_the_list_and_ignores_invalid_peersets() {
         is_a(&["192.0.2.11"]),
     );
 }
+
+#[test]
+fn serve_kube_namespace_limits_what_is_served() {
+    let c = Cluster::new();
+    // The same PeerSet in two namespaces; the server watches only `shop`.
+    for ns in [NS, "other"] {
+        let ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("petdns.io", "v1alpha1", "PeerSet"),
+            "peersets",
+        );
+        let api: Api<DynamicObject> = Api::namespaced_with(c.client.clone(), ns, &ar);
+        c.create(
+            api.clone(),
+            json!({
+                "apiVersion": "petdns.io/v1alpha1", "kind": "PeerSet",
+                "metadata": {"name": "web", "namespace": ns},
+                "spec": {
+                    "statefulSet": "web", "service": "nginx", "ordinals": {"start": 0, "replicas": 1},
+                    "podManagementPolicy": "OrderedReady", "publishNotReadyAddresses": false,
+                    "ports": [{"name": "web", "protocol": "TCP", "port": 8080}],
+                },
+            }),
+        );
+        c.merge_status(api, "web", peerset_status("192.0.2.10"));
+    }
+    let dns = Server::spawn(
+        &[
+            "serve",
+            "--kube",
+            "--kubeconfig",
+            c.kubeconfig(),
+            "--namespace",
+            NS,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ],
+        true,
+    );
+    wait_dig(
+        &dns,
+        &["A", &host("web-0", "nginx")],
+        "the watched namespace",
+        is_a(&["192.0.2.10"]),
+    );
+    let other = dns.dig(&["A", "web-0.nginx.other.svc.cluster.local"]);
+    assert_eq!(
+        other.status, "NXDOMAIN",
+        "an unwatched namespace is not served:\n{other}"
+    );
+}
