@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""petdns against Knot DNS on the same synthetic cluster, same machine, same run.
+
+    python3 bench/run.py                      # the whole table (about 10 minutes)
+    python3 bench/run.py --reps 1 --secs 5    # a quicker look
+
+Each server is pinned to CPU 0 and dnsperf to CPU 1; the load is a fixed offered rate, so
+server CPU per answered query (from /proc) compares the servers' cost and not dnsperf's limits.
+Figures are medians over --reps runs; the table reports petdns/Knot ratios, since this shared
+2-core machine is too noisy for absolute times. Results go to bench/out/results.json, the table
+to stdout and, with --write-docs, into docs/performance.md and docs/performance.png.
+
+Needs: dnsperf, knot (knotd), dig, GNU time, python3; bench/setup.sh installs them.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+OUT = os.path.join(HERE, "out")
+BIN = os.path.join(ROOT, "target", "release", "petdns")
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout
+
+
+def gen(preset_args, name, mix=None):
+    """Zone files, manifests and a query file for one cluster shape."""
+    d = os.path.join(OUT, name)
+    if not os.path.exists(os.path.join(d, "cluster.yaml")):
+        os.makedirs(d, exist_ok=True)
+        sh([sys.executable, os.path.join(HERE, "gen_zone.py"), *preset_args, d])
+        sh([sys.executable, os.path.join(HERE, "gen_manifests.py"), d, os.path.join(d, "cluster.yaml")])
+    return d
+
+
+def queries(d, name, mix, count=300_000):
+    q = os.path.join(d, f"queries-{name}.txt")
+    if not os.path.exists(q):
+        sh([sys.executable, os.path.join(HERE, "gen_queries.py"), d, q, "--mix", mix, "--count", str(count)])
+    return q
+
+
+def start(server, port, d):
+    env = dict(os.environ, TMPDIR=os.environ.get("TMPDIR", "/tmp"), NICE=os.environ.get("NICE", "0"))
+    if server == "petdns":
+        env["CUSTOM_CMD"] = (f"{BIN} serve --manifests {{ZONEDIR}}/cluster.yaml --listen 127.0.0.1:{{PORT}} "
+                             f"--admin 127.0.0.1:0 --state-dir {{STATE}}/state")
+        kind = "custom"
+    else:
+        kind = server
+    out = sh(["bash", os.path.join(HERE, "servers.sh"), "start", kind, str(port), d, "0"], env=env)
+    return int(out.strip().splitlines()[-1])
+
+
+def stop(server, port):
+    kind = "custom" if server == "petdns" else server
+    subprocess.run(["bash", os.path.join(HERE, "servers.sh"), "stop", kind, str(port)], capture_output=True)
+
+
+def dnsperf(label, port, qfile, secs, pid, mode="udp", qps=20000, latency=False):
+    env = dict(os.environ, SERVER_PID=str(pid), CLIENT_CPUS="1", QPS_LIMIT=str(qps), MODE=mode,
+               QUIET_WAIT="10", NICE=os.environ.get("NICE", "0"), LATENCY="1" if latency else "0")
+    out = sh(["bash", os.path.join(HERE, "dnsperf-run.sh"), label, str(port), qfile, str(secs)], env=env)
+    line = next(l for l in out.splitlines() if l.startswith("RESULT "))
+    kv = dict(p.split("=", 1) for p in line[len("RESULT "):].split() if "=" in p)
+    codes = next((l for l in out.splitlines() if l.startswith("codes:")), "")
+    return {"us_per_q": float(kv["server_us_per_q"]), "qps": float(kv["qps"]),
+            "p99_ms": None if kv["p99_ms"] == "NA" else float(kv["p99_ms"]),
+            "lost": kv["lost"], "foreign_cpu": kv["foreign_cpu%"], "codes": codes}
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
+def petdns_memory_and_start(d_small, d_big, identities):
+    """RSS of petdns on the big cluster minus on a tiny one, per identity; cold start to ready."""
+    res = {}
+    for name, d in (("small", d_small), ("big", d_big)):
+        state = os.path.join(OUT, f"state-{name}")
+        shutil.rmtree(state, ignore_errors=True)
+        t0 = time.monotonic()
+        p = subprocess.Popen([BIN, "serve", "--manifests", os.path.join(d, "cluster.yaml"), "--listen", "127.0.0.1:0",
+                              "--admin", "127.0.0.1:0", "--state-dir", state, "--log-format", "json"],
+                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        admin = None
+        for line in p.stderr:
+            m = re.search(r'"admin":"([^"]+)"', line)
+            if m:
+                admin = m.group(1)
+                break
+        while True:
+            try:
+                if urllib.request.urlopen(f"http://{admin}/readyz", timeout=1).status == 200:
+                    break
+            except Exception:
+                time.sleep(0.01)
+        ready = time.monotonic() - t0
+        time.sleep(1)
+        res[name] = {"rss_kb": rss_kb(p.pid), "ready_s": ready}
+        p.terminate()
+        p.wait()
+    res["bytes_per_identity"] = (res["big"]["rss_kb"] - res["small"]["rss_kb"]) * 1024 / identities
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--secs", type=int, default=10)
+    ap.add_argument("--qps", type=int, default=20000)
+    ap.add_argument("--skip-build", action="store_true")
+    ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--write-docs", action="store_true")
+    a = ap.parse_args()
+    os.makedirs(OUT, exist_ok=True)
+    if not a.skip_build:
+        subprocess.run(["cargo", "build", "--release", "--bin", "petdns"], cwd=ROOT, check=True)
+
+    large = gen(["--preset", "large"], "large")           # 1,000 services, 10,000 pods, dual-stack
+    mix = queries(large, "mix", "podA=60,srv=15,srvplain=5,svcA=10,ptr=5,nx=5")
+    pos = queries(large, "podA", "podA=100")
+    nx = queries(large, "nx", "nx=100")
+    runs = {}
+    for rep in range(a.reps):
+        for server, port in (("knot", 5391), ("petdns", 5392)):
+            pid = start(server, port, large)
+            try:
+                for test, kw in (("udp", dict(qfile=mix, latency=True)), ("tcp", dict(qfile=mix, mode="tcp")),
+                                 ("udp-positive", dict(qfile=pos)), ("udp-nxdomain", dict(qfile=nx))):
+                    r = dnsperf(f"{server}-{test}-{rep}", port, kw.pop("qfile"), a.secs, pid, qps=a.qps, **kw)
+                    runs.setdefault(test, {}).setdefault(server, []).append(r)
+                    print(f"{server:7} {test:13} rep {rep}: {r['us_per_q']:6.2f} us/q  qps {r['qps']:.0f}  "
+                          f"p99 {r['p99_ms']} ms  {r['codes']}", file=sys.stderr)
+            finally:
+                stop(server, port)
+    med = {t: {s: {k: statistics.median([r[k] for r in rs if r[k] is not None] or [float('nan')])
+                   for k in ("us_per_q", "p99_ms")} for s, rs in v.items()} for t, v in runs.items()}
+    result = {"runs": runs, "median": med, "qps": a.qps, "secs": a.secs, "reps": a.reps}
+    if not a.skip_memory:
+        small = gen(["--preset", "small"], "small")
+        huge = gen(["--namespaces", "1000", "--services", "10", "--pods", "10"], "huge")  # 100,000 pods
+        result["memory"] = petdns_memory_and_start(small, huge, 100_000)
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    table = render(result)
+    print(table)
+    if a.write_docs:
+        write_docs(result, table)
+
+
+def render(r):
+    m = r["median"]
+    rows = ["| figure | petdns | Knot DNS | ratio | target |", "|---|---|---|---|---|"]
+
+    def row(name, test, key, unit, target):
+        p, k = m[test]["petdns"][key], m[test]["knot"][key]
+        rows.append(f"| {name} | {p:.2f} {unit} | {k:.2f} {unit} | {p / k:.2f}x | {target} |")
+    row(f"server CPU per query, UDP, mixed, {r['qps']} qps", "udp", "us_per_q", "us", "<= 0.7x")
+    row(f"server CPU per query, TCP (persistent), mixed, {r['qps']} qps", "tcp", "us_per_q", "us", "<= 0.7x")
+    row(f"p99 latency, UDP, {r['qps']} qps", "udp", "p99_ms", "ms", "<= 1x")
+    row("server CPU per query, positive pod A only", "udp-positive", "us_per_q", "us", "")
+    row("server CPU per query, NXDOMAIN only", "udp-nxdomain", "us_per_q", "us", "same as positive")
+    if "memory" in r:
+        mem = r["memory"]
+        rows.append(f"| resident memory per identity at 100,000 (RSS delta over 30) | {mem['bytes_per_identity']:.0f} B | | | <= 200 B |")
+        rows.append(f"| cold start to ready, 100,000 identities from manifests | {mem['big']['ready_s']:.2f} s | | | < 1 s |")
+    return "\n".join(rows)
+
+
+def write_docs(r, table):
+    doc = os.path.join(ROOT, "docs", "performance.md")
+    text = open(doc).read()
+    start, end = "<!-- table:start -->", "<!-- table:end -->"
+    text = text[: text.index(start) + len(start)] + "\n" + table + "\n" + text[text.index(end):]
+    open(doc, "w").write(text)
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install matplotlib): chart not drawn", file=sys.stderr)
+        return
+    m = r["median"]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    tests = ["udp", "tcp", "udp-positive", "udp-nxdomain"]
+    for i, s in enumerate(("petdns", "knot")):
+        axes[0].bar([x + i * 0.4 for x in range(len(tests))], [m[t][s]["us_per_q"] for t in tests], 0.4, label=s)
+    axes[0].set_xticks([x + 0.2 for x in range(len(tests))], tests)
+    axes[0].set_ylabel("server CPU us per query")
+    axes[0].legend()
+    axes[1].bar(["petdns", "knot"], [m["udp"]["petdns"]["p99_ms"], m["udp"]["knot"]["p99_ms"]], color=["C0", "C1"])
+    axes[1].set_ylabel(f"p99 latency ms at {r['qps']} qps (UDP)")
+    fig.tight_layout()
+    fig.savefig(os.path.join(ROOT, "docs", "performance.png"), dpi=100)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+//! Criterion benchmarks: the query path on a prepared packet, the index build, and the
+//! rebuild after one readiness change (the update path today rebuilds the whole snapshot).
+//!
+//! `cargo bench --bench query`
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use criterion::{Criterion, criterion_group, criterion_main};
+use hickory_proto::op::{Edns, Message, Query};
+use hickory_proto::rr::{Name, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncoder;
+use hickory_server::net::NetError;
+use hickory_server::net::runtime::TokioTime;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponse;
+use petdns::admin::Metrics;
+use petdns::controller::{
+    Condition, ConditionStatus, Identity, IdentityState, IdentityTable, Ordinals, PortSpec, SrvPriority,
+};
+use petdns::dns::Authority;
+use petdns::index::{self, IndexConfig, Snapshot};
+
+/// `sets` StatefulSets of `pods` Ready identities each, in namespace `ns-<set / 10>`.
+fn tables(sets: usize, pods: i32) -> Vec<IdentityTable> {
+    (0..sets)
+        .map(|s| {
+            let set = format!("svc-{}", s % 10);
+            IdentityTable {
+                namespace: format!("ns-{}", s / 10),
+                stateful_set: set.clone(),
+                service: set.clone(),
+                ordinals: Ordinals { start: 0, replicas: pods },
+                pod_management_policy: "OrderedReady".into(),
+                publish_not_ready_addresses: false,
+                srv_priority: SrvPriority::Uniform,
+                ports: vec![PortSpec { name: Some("http".into()), protocol: "TCP".into(), port: 80 }],
+                identities: (0..pods)
+                    .map(|o| {
+                        let i = s as u32 * pods as u32 + o as u32;
+                        Identity {
+                            ordinal: o,
+                            pod: format!("{set}-{o}"),
+                            hostname: format!("{set}-{o}"),
+                            addresses: vec![IpAddr::V4(Ipv4Addr::from(0x0af4_0000 + i))],
+                            state: IdentityState::Ready,
+                            published: true,
+                            node: None,
+                            revision: None,
+                            claims: vec![],
+                        }
+                    })
+                    .collect(),
+                conditions: vec![Condition {
+                    type_: "ServiceResolved".into(),
+                    status: ConditionStatus::True,
+                    reason: "ServiceResolved".into(),
+                    message: String::new(),
+                }],
+            }
+        })
+        .collect()
+}
+
+fn config() -> IndexConfig {
+    IndexConfig {
+        zone: Name::from_ascii("cluster.local.").unwrap(),
+        ttl: 5,
+        negative_ttl: 5,
+        ns_addresses: vec![],
+    }
+}
+
+fn snapshot(tables: &[IdentityTable]) -> Snapshot {
+    let namespaces: BTreeSet<String> = tables.iter().map(|t| t.namespace.clone()).collect();
+    index::build(tables, &namespaces, &config(), 1, 1)
+}
+
+/// Encodes the response as the UDP listener would, and drops it.
+#[derive(Clone)]
+struct Encode;
+
+#[async_trait::async_trait]
+impl ResponseHandler for Encode {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let mut buf = Vec::with_capacity(512);
+        let mut enc = BinEncoder::new(&mut buf);
+        enc.set_max_size(1232);
+        let info = response.destructive_emit(&mut enc)?;
+        std::hint::black_box(&buf);
+        Ok(info)
+    }
+}
+
+fn packet(name: &str, rtype: RecordType) -> Vec<u8> {
+    let mut m = Message::query();
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+    // dig's default: EDNS with a 1232-byte payload, so a 10-target SRV answer fits over UDP.
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232);
+    m.set_edns(edns);
+    m.to_vec().unwrap()
+}
+
+fn bench_query(c: &mut Criterion) {
+    let t = tables(1000, 10);
+    let metrics = Metrics::new();
+    let authority = Authority::new(Arc::new(ArcSwap::from_pointee(snapshot(&t))), metrics.dns.clone(), 1232);
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let src: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let mut group = c.benchmark_group("query (10,000 identities)");
+    for (what, name, rtype) in [
+        ("pod A", "svc-3-7.svc-3.ns-42.svc.cluster.local.", RecordType::A),
+        ("_http._tcp SRV", "_http._tcp.svc-3.ns-42.svc.cluster.local.", RecordType::SRV),
+        ("NXDOMAIN", "nosuch.ns-42.svc.cluster.local.", RecordType::A),
+        ("NODATA", "svc-3-7.svc-3.ns-42.svc.cluster.local.", RecordType::MX),
+    ] {
+        let raw = packet(name, rtype);
+        group.bench_function(what, |b| {
+            b.iter(|| {
+                let request = Request::from_bytes(raw.clone(), src, Protocol::Udp).unwrap();
+                rt.block_on(authority.handle_request::<_, TokioTime>(&request, Encode))
+            })
+        });
+    }
+    group.finish();
+}
+
+fn bench_build(c: &mut Criterion) {
+    let mut group = c.benchmark_group("index");
+    group.sample_size(10);
+    let t = tables(1000, 10);
+    group.bench_function("build, 10,000 identities", |b| b.iter(|| snapshot(&t)));
+    // One pod's readiness changes: today the whole snapshot is rebuilt.
+    let mut changed = t.clone();
+    changed[500].identities[3].published = false;
+    changed[500].identities[3].state = IdentityState::NotReady;
+    group.bench_function("update after one readiness change, 10,000 identities", |b| b.iter(|| snapshot(&changed)));
+    group.finish();
+}
+
+criterion_group!(benches, bench_query, bench_build);
+criterion_main!(benches);
