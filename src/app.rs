@@ -237,6 +237,7 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let listener = ListenerConfig {
         addr: cfg.listen,
         tcp_idle_timeout: cfg.tcp_idle_timeout,
+        udp_sockets: cfg.udp_sockets,
     };
     let dns = DnsServer::bind(authority, &listener)
         .await

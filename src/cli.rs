@@ -202,6 +202,10 @@ pub struct ServeArgs {
     )]
     pub max_udp_payload: u16,
 
+    /// UDP sockets sharing the port (SO_REUSEPORT), one receive loop each [default: one per CPU].
+    #[arg(long, value_name = "N", env = "PETDNS_UDP_SOCKETS")]
+    pub udp_sockets: Option<usize>,
+
     /// Seconds an idle TCP connection is kept open.
     #[arg(
         long,

@@ -149,6 +149,7 @@ pub struct ServeConfig {
     /// `--forward`: upstream servers, or `auto` for /etc/resolv.conf.
     pub forward: Vec<crate::cli::ForwardTarget>,
     pub log_queries: bool,
+    pub udp_sockets: usize,
 }
 
 /// Everything `petdns check` needs.
@@ -231,6 +232,10 @@ impl ServeConfig {
             srv_priority: args.srv_priority.into(),
             forward: args.forward.clone(),
             log_queries: args.log_queries,
+            udp_sockets: args
+                .udp_sockets
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .clamp(1, 64),
         })
     }
 }

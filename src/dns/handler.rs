@@ -16,6 +16,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponseBuilder;
 use tracing::{debug, info};
 
+use super::fast::{self, FastConfig};
 use super::forward::{Forwarded, Forwarder};
 use crate::admin::DnsMetrics;
 use crate::index::{Lookup, Snapshot, Zone};
@@ -47,6 +48,26 @@ impl Authority {
             max_udp_payload: max_udp_payload.max(512),
             forwarder: None,
             log_queries: false,
+        }
+    }
+
+    /// Answers a plain UDP question from pre-encoded bytes into `out`; false sends it down
+    /// the hickory path (anything unusual, forwarding misses, or `--log-queries`).
+    pub fn fast_answer(&self, query: &[u8], out: &mut Vec<u8>, key: &mut Vec<u8>) -> bool {
+        if self.log_queries {
+            return false;
+        }
+        let snapshot = self.snapshot.load();
+        let cfg = FastConfig {
+            max_payload: self.max_udp_payload,
+            nxdomain: self.forwarder.is_none(),
+        };
+        match fast::answer(&snapshot, query, out, key, cfg) {
+            Some((qtype, rcode)) => {
+                self.metrics.query(qtype, rcode);
+                true
+            }
+            None => false,
         }
     }
 

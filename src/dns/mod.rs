@@ -1,9 +1,11 @@
 //! The DNS authority: a hickory `RequestHandler` answering from the current index snapshot,
 //! and the UDP/TCP listeners that feed it.
 
+mod fast;
 mod forward;
 mod handler;
 mod server;
+mod udp;
 
 pub use forward::{ForwardError, Forwarded, Forwarder};
 pub use handler::{Authority, DEFAULT_MAX_UDP_PAYLOAD};

@@ -8,7 +8,8 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use tracing::warn;
 
-use super::snapshot::{NameEntry, RrSet, Snapshot, SnapshotStats, Zone};
+use super::snapshot::{FastName, FastZone, NameEntry, RrSet, Snapshot, SnapshotStats, Zone};
+use super::wire;
 use crate::controller::{CLAIM_SEPARATOR, IdentityState, IdentityTable, SrvPriority};
 
 /// The CoreDNS-compatible schema version answered at `dns-version.<zone>`.
@@ -419,6 +420,7 @@ impl<'a> Builder<'a> {
         for e in entries.values_mut() {
             e.rrsets.sort_by_key(|r| u16::from(r.rtype));
         }
+        let (fast, fast_zones) = fast_tables(&entries, &zones);
         Snapshot {
             generation,
             serial,
@@ -430,6 +432,8 @@ impl<'a> Builder<'a> {
             },
             zones,
             names: entries,
+            fast,
+            fast_zones,
         }
     }
 }
@@ -522,4 +526,38 @@ fn encoded_lens(
     // Encoding into a Vec cannot run out of space; an error means a malformed record, which
     // the builder never makes. Fall back to "too large" so it is only ever sent over TCP.
     measure().unwrap_or((usize::MAX / 4, usize::MAX / 4))
+}
+
+/// The fast path's view: every name by lower-case wire format, each record set as a complete
+/// pre-encoded response, and each zone's SOA for negative answers.
+fn fast_tables(
+    entries: &HashMap<LowerName, NameEntry>,
+    zones: &[Zone],
+) -> (HashMap<Box<[u8]>, FastName>, Vec<FastZone>) {
+    let mut fast = HashMap::with_capacity(entries.len());
+    for (lower, entry) in entries {
+        let name = Name::from(lower.clone());
+        let rrsets = entry
+            .rrsets
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    r.rtype,
+                    wire::prepare(&name, r.rtype, &r.answers, &r.additionals)?,
+                ))
+            })
+            .collect();
+        fast.insert(
+            wire::wire_name(&name).into_boxed_slice(),
+            FastName { rrsets },
+        );
+    }
+    let fast_zones = zones
+        .iter()
+        .map(|z| FastZone {
+            wire: wire::wire_name(&Name::from(z.origin.clone())).into_boxed_slice(),
+            soa_tail: wire::soa_tail(&z.soa).unwrap_or_default(),
+        })
+        .collect();
+    (fast, fast_zones)
 }

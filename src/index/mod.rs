@@ -6,9 +6,10 @@
 
 mod build;
 mod snapshot;
+pub mod wire;
 
 pub use build::{IndexConfig, SCHEMA_VERSION, build, placeholder};
-pub use snapshot::{Lookup, NameEntry, RrSet, Snapshot, SnapshotStats, Zone};
+pub use snapshot::{FastName, FastZone, Lookup, NameEntry, RrSet, Snapshot, SnapshotStats, Zone};
 
 #[cfg(test)]
 mod tests;

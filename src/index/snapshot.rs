@@ -39,6 +39,21 @@ impl NameEntry {
     }
 }
 
+/// A name as the fast path sees it: its record sets as complete pre-encoded responses.
+#[derive(Debug, Default)]
+pub struct FastName {
+    pub rrsets: Vec<(RecordType, Box<[u8]>)>,
+}
+
+/// A zone as the fast path sees it.
+#[derive(Debug)]
+pub struct FastZone {
+    /// The origin in wire format, lower case.
+    pub wire: Box<[u8]>,
+    /// The zone's SOA record after its owner name.
+    pub soa_tail: Box<[u8]>,
+}
+
 /// Counts published with the snapshot, for metrics and logs.
 #[derive(Debug, Default, Clone)]
 pub struct SnapshotStats {
@@ -70,6 +85,10 @@ pub struct Snapshot {
     pub loaded: bool,
     pub zones: Vec<Zone>,
     pub names: HashMap<LowerName, NameEntry>,
+    /// The same names keyed by lower-case wire format, with pre-encoded responses.
+    pub fast: HashMap<Box<[u8]>, FastName>,
+    /// The zones, in the order of `zones`.
+    pub fast_zones: Vec<FastZone>,
     pub stats: SnapshotStats,
 }
 

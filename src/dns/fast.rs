@@ -1,0 +1,482 @@
+//! The UDP fast path: a plain question answered by copying a pre-encoded response.
+//!
+//! No allocation and no message decoding: the header and question are checked in place, the
+//! name is lower-cased into a reused key buffer, one hash lookup finds the prepared response,
+//! and the client's id, flags and question (its spelling, for 0x20) are copied into it.
+//! Anything unusual (other opcodes, EDNS versions or options beyond the plain OPT, several
+//! questions, ANY and zone transfers, answers that would need truncation, names outside the
+//! zones, before the first load) returns `None` and goes to the hickory path, which is the
+//! reference for every answer the fast path gives.
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+use crate::index::{FastZone, Snapshot};
+
+const HEADER: usize = 12;
+const OPT_TYPE: u16 = 41;
+
+/// What the fast path may do.
+#[derive(Clone, Copy, Debug)]
+pub struct FastConfig {
+    /// Largest UDP response (and EDNS payload advertised).
+    pub max_payload: u16,
+    /// Answer NXDOMAIN here; false when forwarding, since a miss may be forwarded.
+    pub nxdomain: bool,
+}
+
+/// A parsed plain question.
+struct Question {
+    /// End of the question section.
+    end: usize,
+    qtype: u16,
+    /// The client's EDNS payload size, when it sent an OPT record.
+    edns: Option<u16>,
+    /// Label start offsets in the key, for zone matching.
+    starts: [u8; 128],
+    labels: usize,
+}
+
+/// Answers `query` into `out` when it is a plain question petdns can answer from prepared
+/// bytes; returns the question type and response code for metrics, or `None` for the slow path.
+pub fn answer(
+    snap: &Snapshot,
+    query: &[u8],
+    out: &mut Vec<u8>,
+    key: &mut Vec<u8>,
+    cfg: FastConfig,
+) -> Option<(RecordType, ResponseCode)> {
+    if !snap.loaded {
+        return None;
+    }
+    let q = parse(query, key)?;
+    let qtype = RecordType::from(q.qtype);
+    if matches!(
+        qtype,
+        RecordType::ANY | RecordType::AXFR | RecordType::IXFR | RecordType::OPT
+    ) {
+        return None;
+    }
+    let zone = zone_of(&snap.fast_zones, key, &q)?;
+    let limit = match q.edns {
+        Some(p) => p.clamp(512, cfg.max_payload.max(512)) as usize,
+        None => 512,
+    };
+    out.clear();
+    let rcode = match snap.fast.get(&key[..]) {
+        Some(name) => match name.rrsets.iter().find(|(t, _)| *t == qtype) {
+            Some((_, prepared)) => {
+                out.extend_from_slice(prepared);
+                ResponseCode::NoError
+            }
+            None => {
+                negative(out, query, &q, key.len(), zone);
+                ResponseCode::NoError
+            }
+        },
+        None if cfg.nxdomain => {
+            negative(out, query, &q, key.len(), zone);
+            out[3] |= 3; // NXDOMAIN
+            ResponseCode::NXDomain
+        }
+        None => return None,
+    };
+    // The client's id, RD and CD, and its spelling of the question.
+    out[0] = query[0];
+    out[1] = query[1];
+    out[2] = 0x84 | (query[2] & 0x01);
+    out[3] = (out[3] & 0x0f) | (query[3] & 0x10);
+    out[HEADER..HEADER + key.len()].copy_from_slice(&query[HEADER..HEADER + key.len()]);
+    if let Some(payload) = q.edns {
+        let ours = payload.clamp(512, cfg.max_payload.max(512));
+        out.extend_from_slice(&[0, 0, 41]);
+        out.extend_from_slice(&ours.to_be_bytes());
+        out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let ar = u16::from_be_bytes([out[10], out[11]]) + 1;
+        out[10..12].copy_from_slice(&ar.to_be_bytes());
+    }
+    if out.len() > limit {
+        // Whole-RRset truncation is the hickory path's job.
+        out.clear();
+        return None;
+    }
+    Some((qtype, rcode))
+}
+
+/// Header and question as sent, then the zone's SOA in Authority (NODATA; the caller sets the
+/// rcode for NXDOMAIN). The SOA's owner is a pointer to the zone's labels in the question.
+fn negative(out: &mut Vec<u8>, query: &[u8], q: &Question, name_len: usize, zone: &FastZone) {
+    out.extend_from_slice(&query[..q.end]);
+    out[2] = 0x84;
+    out[3] = 0;
+    out[4..12].copy_from_slice(&[0, 1, 0, 0, 0, 1, 0, 0]);
+    let ptr = (HEADER + name_len - zone.wire.len()) as u16;
+    out.extend_from_slice(&(0xC000 | ptr).to_be_bytes());
+    out.extend_from_slice(&zone.soa_tail);
+}
+
+/// The most specific zone holding the name, matched on label boundaries.
+fn zone_of<'s>(zones: &'s [FastZone], key: &[u8], q: &Question) -> Option<&'s FastZone> {
+    let mut best: Option<&FastZone> = None;
+    for z in zones {
+        let n = z.wire.len();
+        if n <= key.len()
+            && key[key.len() - n..] == z.wire[..]
+            && (n == key.len() || q.starts[..q.labels].contains(&((key.len() - n) as u8)))
+            && best.is_none_or(|b| b.wire.len() < n)
+        {
+            best = Some(z);
+        }
+    }
+    best
+}
+
+/// Checks the header and reads the question (and a plain OPT record) in place.
+fn parse(m: &[u8], key: &mut Vec<u8>) -> Option<Question> {
+    if m.len() < HEADER + 5 {
+        return None;
+    }
+    // QR=0, opcode QUERY, not truncated; one question, no answers or authority, at most OPT.
+    if m[2] & 0xfa != 0 || m[4..10] != [0, 1, 0, 0, 0, 0] || m[10] != 0 || m[11] > 1 {
+        return None;
+    }
+    key.clear();
+    let mut starts = [0u8; 128];
+    let mut labels = 0;
+    let mut i = HEADER;
+    loop {
+        let len = *m.get(i)? as usize;
+        if len == 0 {
+            key.push(0);
+            i += 1;
+            break;
+        }
+        if len > 63 || labels == starts.len() {
+            return None; // compression pointers, extended labels, absurd names: slow path
+        }
+        starts[labels] = key.len() as u8;
+        labels += 1;
+        key.push(len as u8);
+        key.extend(
+            m.get(i + 1..i + 1 + len)?
+                .iter()
+                .map(u8::to_ascii_lowercase),
+        );
+        if key.len() > 254 {
+            return None;
+        }
+        i += 1 + len;
+    }
+    let qtype = u16::from_be_bytes([*m.get(i)?, *m.get(i + 1)?]);
+    if m.get(i + 2..i + 4)? != [0, 1] {
+        return None; // class IN only
+    }
+    let end = i + 4;
+    let edns = if m[11] == 1 {
+        // root name, TYPE OPT, CLASS = payload, TTL = ext-rcode 0, version 0, flags, RDLEN.
+        let opt = m.get(end..end + 11)?;
+        if opt[0] != 0
+            || u16::from_be_bytes([opt[1], opt[2]]) != OPT_TYPE
+            || opt[5] != 0
+            || opt[6] != 0
+        {
+            return None;
+        }
+        let rdlen = u16::from_be_bytes([opt[9], opt[10]]) as usize;
+        if end + 11 + rdlen != m.len() {
+            return None;
+        }
+        Some(u16::from_be_bytes([opt[3], opt[4]]))
+    } else {
+        if end != m.len() {
+            return None;
+        }
+        None
+    };
+    Some(Question {
+        end,
+        qtype,
+        edns,
+        starts,
+        labels,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fast path must answer exactly as the hickory path does: every case here is answered
+    //! both ways and the decoded messages compared whole.
+    use std::collections::BTreeSet;
+    use std::net::IpAddr;
+    use std::sync::{Arc, Mutex};
+
+    use arc_swap::ArcSwap;
+    use hickory_proto::op::{Edns, Message, Query};
+    use hickory_proto::rr::{Name, Record};
+    use hickory_proto::serialize::binary::BinEncoder;
+    use hickory_server::net::NetError;
+    use hickory_server::net::runtime::TokioTime;
+    use hickory_server::net::xfer::Protocol;
+    use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+    use hickory_server::zone_handler::MessageResponse;
+
+    use super::*;
+    use crate::admin::Metrics;
+    use crate::controller::{
+        Condition, ConditionStatus, Identity, IdentityState, IdentityTable, Ordinals, PortSpec,
+        SrvPriority,
+    };
+    use crate::dns::Authority;
+    use crate::index::{self, IndexConfig};
+
+    fn table() -> IdentityTable {
+        IdentityTable {
+            namespace: "default".into(),
+            stateful_set: "web".into(),
+            service: "nginx".into(),
+            ordinals: Ordinals {
+                start: 0,
+                replicas: 4,
+            },
+            pod_management_policy: "OrderedReady".into(),
+            publish_not_ready_addresses: false,
+            srv_priority: SrvPriority::Uniform,
+            ports: vec![PortSpec {
+                name: Some("web".into()),
+                protocol: "TCP".into(),
+                port: 80,
+            }],
+            identities: (0..4)
+                .map(|o| Identity {
+                    ordinal: o,
+                    pod: format!("web-{o}"),
+                    hostname: format!("web-{o}"),
+                    addresses: vec![
+                        format!("192.0.2.{}", 10 + o).parse::<IpAddr>().unwrap(),
+                        format!("2001:db8::{}", 10 + o).parse::<IpAddr>().unwrap(),
+                    ],
+                    state: if o == 3 {
+                        IdentityState::NotReady
+                    } else {
+                        IdentityState::Ready
+                    },
+                    published: o != 3,
+                    node: None,
+                    revision: Some("web-6d8f5c".into()),
+                    claims: vec![format!("www-web-{o}")],
+                })
+                .collect(),
+            conditions: vec![Condition {
+                type_: "ServiceResolved".into(),
+                status: ConditionStatus::True,
+                reason: "ServiceResolved".into(),
+                message: String::new(),
+            }],
+        }
+    }
+
+    fn authority() -> Authority {
+        let cfg = IndexConfig {
+            zone: Name::from_ascii("cluster.local.").unwrap(),
+            ttl: 5,
+            negative_ttl: 7,
+            ns_addresses: vec!["192.0.2.53".parse().unwrap()],
+        };
+        let ns: BTreeSet<String> = ["default".to_string()].into();
+        let snap = index::build(&[table()], &ns, &cfg, 1, 42);
+        Authority::new(
+            Arc::new(ArcSwap::from_pointee(snap)),
+            Metrics::new().dns.clone(),
+            1232,
+        )
+    }
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    #[async_trait::async_trait]
+    impl ResponseHandler for Capture {
+        async fn send_response<'a>(
+            &mut self,
+            response: MessageResponse<
+                '_,
+                'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+            >,
+        ) -> Result<ResponseInfo, NetError> {
+            let limit = response
+                .edns()
+                .map(|e| e.max_payload().max(512))
+                .unwrap_or(512);
+            let mut buf = Vec::new();
+            let mut enc = BinEncoder::new(&mut buf);
+            enc.set_max_size(limit);
+            let info = response.destructive_emit(&mut enc)?;
+            *self.0.lock().unwrap() = buf;
+            Ok(info)
+        }
+    }
+
+    fn query(name: &str, rtype: RecordType, edns: Option<u16>, rd: bool, cd: bool) -> Vec<u8> {
+        let mut m = Message::query();
+        m.metadata.id = 0xbeef;
+        m.metadata.recursion_desired = rd;
+        m.metadata.checking_disabled = cd;
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+        if let Some(p) = edns {
+            let mut e = Edns::new();
+            e.set_max_payload(p);
+            m.set_edns(e);
+        }
+        m.to_vec().unwrap()
+    }
+
+    fn both(a: &Authority, q: &[u8]) -> (Option<Message>, Message) {
+        let (mut out, mut key) = (Vec::new(), Vec::new());
+        let fast = a
+            .fast_answer(q, &mut out, &mut key)
+            .then(|| Message::from_vec(&out).unwrap());
+        let capture = Capture::default();
+        let request = Request::from_bytes(
+            q.to_vec(),
+            "192.0.2.99:5353".parse().unwrap(),
+            Protocol::Udp,
+        )
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(a.handle_request::<_, TokioTime>(&request, capture.clone()));
+        let slow = Message::from_vec(&capture.0.lock().unwrap()).unwrap();
+        (fast, slow)
+    }
+
+    #[test]
+    fn fast_answers_equal_the_hickory_path() {
+        let a = authority();
+        let cases = [
+            (
+                "web-0.nginx.default.svc.cluster.local.",
+                RecordType::A,
+                Some(1232),
+            ),
+            (
+                "WeB-1.NgInX.default.svc.Cluster.LOCAL.",
+                RecordType::AAAA,
+                Some(4096),
+            ),
+            (
+                "nginx.default.svc.cluster.local.",
+                RecordType::SRV,
+                Some(1232),
+            ),
+            (
+                "_web._tcp.nginx.default.svc.cluster.local.",
+                RecordType::SRV,
+                Some(1232),
+            ),
+            (
+                "web.tcp.nginx.default.svc.cluster.local.",
+                RecordType::SRV,
+                None,
+            ),
+            ("nginx.default.svc.cluster.local.", RecordType::A, None),
+            (
+                "web-2.nginx.default.svc.cluster.local.",
+                RecordType::TXT,
+                Some(600),
+            ),
+            (
+                "web-3.nginx.default.svc.cluster.local.",
+                RecordType::A,
+                Some(1232),
+            ),
+            (
+                "web-0.nginx.default.svc.cluster.local.",
+                RecordType::MX,
+                None,
+            ),
+            (
+                "web-9.nginx.default.svc.Cluster.local.",
+                RecordType::A,
+                Some(1232),
+            ),
+            ("nosuch.default.svc.cluster.local.", RecordType::A, None),
+            ("10.2.0.192.in-addr.arpa.", RecordType::PTR, Some(1232)),
+            ("11.2.0.192.IN-ADDR.arpa.", RecordType::PTR, None),
+            ("99.2.0.192.in-addr.arpa.", RecordType::PTR, None),
+            ("cluster.local.", RecordType::SOA, Some(1232)),
+            ("cluster.local.", RecordType::NS, None),
+            ("default.svc.cluster.local.", RecordType::A, None),
+            ("dns-version.cluster.local.", RecordType::TXT, Some(512)),
+        ];
+        let mut fast_count = 0;
+        for (name, rtype, edns) in cases {
+            for (rd, cd) in [(true, false), (false, true)] {
+                let q = query(name, rtype, edns, rd, cd);
+                let (fast, slow) = both(&a, &q);
+                if let Some(fast) = fast {
+                    fast_count += 1;
+                    assert_eq!(fast, slow, "{name} {rtype} edns {edns:?} rd {rd} cd {cd}");
+                }
+            }
+        }
+        assert_eq!(
+            fast_count,
+            cases.len() * 2,
+            "every plain question takes the fast path"
+        );
+    }
+
+    #[test]
+    fn unusual_questions_take_the_hickory_path() {
+        let a = authority();
+        let (mut out, mut key) = (Vec::new(), Vec::new());
+        let plain = query(
+            "web-0.nginx.default.svc.cluster.local.",
+            RecordType::A,
+            None,
+            true,
+            false,
+        );
+        assert!(a.fast_answer(&plain, &mut out, &mut key));
+        let mut cases: Vec<Vec<u8>> = vec![
+            query(
+                "web-0.nginx.default.svc.cluster.local.",
+                RecordType::ANY,
+                None,
+                true,
+                false,
+            ),
+            query("cluster.local.", RecordType::AXFR, None, true, false),
+            query("example.org.", RecordType::A, None, true, false),
+            plain[..plain.len() - 1].to_vec(),
+            [plain.clone(), vec![0]].concat(),
+        ];
+        let mut opcode = plain.clone();
+        opcode[2] |= 0x10; // STATUS
+        cases.push(opcode);
+        let mut response = plain.clone();
+        response[2] |= 0x80;
+        cases.push(response);
+        let mut two = plain.clone();
+        two[5] = 2;
+        cases.push(two);
+        let mut v1 = query(
+            "web-0.nginx.default.svc.cluster.local.",
+            RecordType::A,
+            Some(1232),
+            true,
+            false,
+        );
+        let at = v1.len() - 5;
+        v1[at] = 1; // EDNS version 1
+        cases.push(v1);
+        for q in cases {
+            assert!(!a.fast_answer(&q, &mut out, &mut key), "{q:?}");
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The UDP listener: one task per socket (several sockets share the port with SO_REUSEPORT,
+//! so the kernel spreads clients over them). Plain questions are answered inline from
+//! pre-encoded bytes; everything else is handed to hickory's parser and the request handler
+//! in a task of its own, so a slow answer (forwarding) never holds up the socket.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hickory_proto::op::{Header, HeaderCounts, Metadata, ResponseCode};
+use hickory_proto::rr::Record;
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
+use hickory_server::net::NetError;
+use hickory_server::net::runtime::TokioTime;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponse;
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::Authority;
+
+/// Largest datagram read; anything longer is truncated by the kernel and fails to parse.
+const RECV_BUFFER: usize = 4096;
+
+pub async fn serve(socket: Arc<UdpSocket>, authority: Arc<Authority>, shutdown: CancellationToken) {
+    let mut buf = vec![0u8; RECV_BUFFER];
+    let mut out = Vec::with_capacity(1232);
+    let mut key = Vec::with_capacity(256);
+    loop {
+        let (n, src) = tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(r) => r,
+                Err(error) => {
+                    // ICMP errors from earlier sends surface here; the socket is still fine.
+                    debug!(%error, "UDP receive error");
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        if src.port() == 0 || src.ip().is_unspecified() {
+            continue;
+        }
+        let query = &buf[..n];
+        if authority.fast_answer(query, &mut out, &mut key) {
+            if let Err(error) = socket.send_to(&out, src).await {
+                debug!(%error, %src, "UDP send error");
+            }
+            continue;
+        }
+        // No header, or a response (never answer those: reflection): no reply at all.
+        if n < 12 || query[2] & 0x80 != 0 {
+            continue;
+        }
+        let bytes = query.to_vec();
+        let socket = socket.clone();
+        let authority = authority.clone();
+        tokio::spawn(async move { slow(bytes, src, socket, authority).await });
+    }
+}
+
+/// The hickory path: full parse, the request handler, hickory's encoder.
+async fn slow(bytes: Vec<u8>, src: SocketAddr, socket: Arc<UdpSocket>, authority: Arc<Authority>) {
+    let responder = UdpResponder { socket, dst: src };
+    match Request::from_bytes(bytes.clone(), src, Protocol::Udp) {
+        Ok(request) => {
+            authority
+                .handle_request::<_, TokioTime>(&request, responder)
+                .await;
+        }
+        Err(error) => {
+            // The header parses (12 bytes or more) but the rest does not: FORMERR.
+            debug!(%error, %src, "malformed query");
+            let Ok(header) = Header::read(&mut BinDecoder::new(&bytes)) else {
+                return;
+            };
+            let mut metadata = Metadata::response_from_request(&header.metadata);
+            metadata.response_code = ResponseCode::FormErr;
+            let mut out = Vec::with_capacity(12);
+            let header = Header {
+                metadata,
+                counts: HeaderCounts::default(),
+            };
+            if header.emit(&mut BinEncoder::new(&mut out)).is_ok() {
+                let _ = responder.socket.send_to(&out, src).await;
+            }
+        }
+    }
+}
+
+/// Sends one encoded response back to the client, within its UDP limit.
+#[derive(Clone)]
+struct UdpResponder {
+    socket: Arc<UdpSocket>,
+    dst: SocketAddr,
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for UdpResponder {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        // The response's OPT carries the payload limit; without one, RFC 1035's 512 bytes.
+        let limit = response
+            .edns()
+            .map(|e| e.max_payload().max(512))
+            .unwrap_or(512);
+        let id = response.metadata().id;
+        let mut buf = Vec::with_capacity(512);
+        let info = {
+            let mut enc = BinEncoder::new(&mut buf);
+            enc.set_max_size(limit);
+            response.destructive_emit(&mut enc)
+        };
+        let info = match info {
+            Ok(info) => info,
+            Err(error) => {
+                debug!(%error, "cannot encode a response; answering SERVFAIL");
+                buf.clear();
+                let mut metadata = Metadata::new(
+                    id,
+                    hickory_proto::op::MessageType::Response,
+                    hickory_proto::op::OpCode::Query,
+                );
+                metadata.response_code = ResponseCode::ServFail;
+                let header = Header {
+                    metadata,
+                    counts: HeaderCounts::default(),
+                };
+                header.emit(&mut BinEncoder::new(&mut buf))?;
+                ResponseInfo::from(header)
+            }
+        };
+        self.socket.send_to(&buf, self.dst).await?;
+        Ok(info)
+    }
+}
