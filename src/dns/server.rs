@@ -9,8 +9,9 @@ use hickory_server::Server;
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::{TcpListener, UdpSocket};
-use tokio::task::JoinSet;
+use std::net::UdpSocket;
+
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::{Authority, udp};
@@ -74,13 +75,16 @@ impl DnsServer {
 
     /// Serves until `shutdown` is cancelled, then stops accepting and waits for the listeners.
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut loops = JoinSet::new();
-        for socket in &self.udp {
-            loops.spawn(udp::serve(
-                socket.clone(),
-                self.authority.clone(),
-                shutdown.clone(),
-            ));
+        let mut loops = Vec::new();
+        for (i, socket) in self.udp.iter().enumerate() {
+            let (socket, authority, token) =
+                (socket.clone(), self.authority.clone(), shutdown.clone());
+            let runtime = tokio::runtime::Handle::current();
+            loops.push(
+                std::thread::Builder::new()
+                    .name(format!("petdns-udp-{i}"))
+                    .spawn(move || udp::serve(socket, authority, token, runtime))?,
+            );
         }
         let token = self.tcp.shutdown_token().clone();
         let result = tokio::select! {
@@ -96,7 +100,13 @@ impl DnsServer {
             }
         };
         shutdown.cancel();
-        while loops.join_next().await.is_some() {}
+        // The UDP threads notice within their read timeout.
+        tokio::task::spawn_blocking(move || {
+            for l in loops {
+                let _ = l.join();
+            }
+        })
+        .await?;
         result
     }
 }
@@ -106,9 +116,8 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     s.set_reuse_port(true)?;
     // Room for bursts: queries wait in the kernel instead of being dropped.
     let _ = s.set_recv_buffer_size(4 << 20);
-    s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
-    UdpSocket::from_std(s.into())
+    Ok(s.into())
 }
 
 fn bind_all(addr: SocketAddr, sockets: usize) -> std::io::Result<(Vec<UdpSocket>, TcpListener)> {
