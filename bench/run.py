@@ -124,11 +124,24 @@ def main():
     ap.add_argument("--skip-build", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--write-docs", action="store_true")
+    ap.add_argument("--only-memory", action="store_true",
+                    help="keep the dnsperf figures of bench/out/results.json, redo memory and start")
     a = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
     if not a.skip_build:
         subprocess.run(["cargo", "build", "--release", "--bin", "petdns"], cwd=ROOT, check=True)
 
+    if a.only_memory:
+        result = json.load(open(os.path.join(OUT, "results.json")))
+        small = gen(["--preset", "small"], "small")
+        huge = gen(["--namespaces", "1000", "--services", "10", "--pods", "10"], "huge")
+        result["memory"] = petdns_memory_and_start(small, huge, 100_000)
+        json.dump(result, open(os.path.join(OUT, "results.json"), "w"), indent=1)
+        table = render(result)
+        print(table)
+        if a.write_docs:
+            write_docs(result, table)
+        return
     large = gen(["--preset", "large"], "large")           # 1,000 services, 10,000 pods, dual-stack
     mix = queries(large, "mix", "podA=60,srv=15,srvplain=5,svcA=10,ptr=5,nx=5")
     pos = queries(large, "podA", "podA=100")

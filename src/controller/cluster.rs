@@ -59,10 +59,12 @@ impl ClusterIndex {
             .and_then(|s| s.service_name.clone())
             .unwrap_or_default();
         let service = self.services.get(&(key.0.clone(), service_name));
+        // Pod names of the set start with "<set>-": only that stretch of the ordered map.
+        let prefix = format!("{}-", key.1);
         let pods: Vec<&Pod> = self
             .pods
-            .range((key.0.clone(), String::new())..)
-            .take_while(|((ns, _), _)| *ns == key.0)
+            .range((key.0.clone(), prefix.clone())..)
+            .take_while(|((ns, name), _)| *ns == key.0 && name.starts_with(&prefix))
             .filter(|((_, name), _)| parent_and_ordinal(name).is_some_and(|(p, _)| p == key.1))
             .map(|(_, p)| p)
             .collect();

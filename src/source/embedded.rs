@@ -27,16 +27,15 @@ pub fn tables(
 ) -> Result<Vec<IdentityTable>, LeaseError> {
     let mut out = Vec::with_capacity(objects.stateful_sets.len());
     let mut retained = Vec::new();
+    // Pods by (namespace, parent set name), once: a scan per set would be quadratic.
+    let mut by_set: BTreeMap<(&str, &str), Vec<&Pod>> = BTreeMap::new();
+    for ((ns, pod_name), pod) in &objects.pods {
+        if let Some((parent, _)) = parent_and_ordinal(pod_name) {
+            by_set.entry((ns.as_str(), parent)).or_default().push(pod);
+        }
+    }
     for ((ns, name), set) in &objects.stateful_sets {
-        let candidates: Vec<&Pod> = objects
-            .pods
-            .iter()
-            .filter(|((pod_ns, pod_name), _)| {
-                pod_ns == ns
-                    && parent_and_ordinal(pod_name).is_some_and(|(parent, _)| parent == name)
-            })
-            .map(|(_, p)| p)
-            .collect();
+        let candidates: Vec<&Pod> = by_set.remove(&(ns.as_str(), name.as_str())).unwrap_or_default();
         let service_name = set
             .spec
             .as_ref()
