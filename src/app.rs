@@ -532,8 +532,8 @@ async fn explain(args: &crate::cli::ExplainArgs) -> anyhow::Result<u8> {
             return Ok(EXIT_INVALID);
         }
     };
-    let (tables, namespaces) = if args.kube {
-        let client = kube_client(args.kubeconfig.as_deref()).await?;
+    let (tables, namespaces) = if args.source.kube {
+        let client = kube_client(args.source.kubeconfig.as_deref()).await?;
         let api: kube::Api<crate::controller::PeerSet> = kube::Api::all(client);
         let list = api
             .list(&Default::default())
@@ -553,7 +553,7 @@ async fn explain(args: &crate::cli::ExplainArgs) -> anyhow::Result<u8> {
         namespaces.extend(tables.iter().map(|t| t.namespace.clone()));
         (tables, namespaces)
     } else {
-        let objects = match manifests::load(&args.manifests) {
+        let objects = match manifests::load(&args.source.manifests) {
             Ok(o) => o,
             Err(errors) => {
                 for e in &errors {
@@ -563,12 +563,13 @@ async fn explain(args: &crate::cli::ExplainArgs) -> anyhow::Result<u8> {
             }
         };
         let state_dir = args
+            .leases
             .state_dir
             .clone()
             .or_else(crate::config::default_state_dir);
         let mut leases = match &state_dir {
-            Some(dir) => LeaseStore::open_read_only(dir, args.pod_cidr),
-            None => LeaseStore::in_memory(args.pod_cidr),
+            Some(dir) => LeaseStore::open_read_only(dir, args.leases.pod_cidr),
+            None => LeaseStore::in_memory(args.leases.pod_cidr),
         };
         let tables = embedded::tables(
             &objects,

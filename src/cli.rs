@@ -93,20 +93,13 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["manifests", "kube"])))]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["manifests", "kube"])))]
 pub struct ServeArgs {
-    /// Manifest file or directory (repeatable; the env var takes a comma-separated list).
-    #[arg(
-        long = "manifests",
-        value_name = "PATH",
-        env = "PETDNS_MANIFESTS",
-        value_delimiter = ','
-    )]
-    pub manifests: Vec<PathBuf>,
+    #[command(flatten)]
+    pub source: SourceArgs,
 
-    /// Serve the cluster's PeerSets (written by `petdns controller`) instead of manifests.
-    #[arg(long, env = "PETDNS_KUBE", conflicts_with = "manifests")]
-    pub kube: bool,
+    #[command(flatten)]
+    pub leases: LeaseArgs,
 
     /// With --kube: only these namespaces (repeatable) [default: all].
     #[arg(
@@ -117,10 +110,6 @@ pub struct ServeArgs {
         requires = "kube"
     )]
     pub namespaces: Vec<String>,
-
-    /// Kubeconfig file [default: in-cluster config, else KUBECONFIG, else ~/.kube/config].
-    #[arg(long, value_name = "PATH", env = "PETDNS_KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
 
     /// DNS address, UDP and TCP (port 0 picks a free port).
     #[arg(
@@ -143,23 +132,10 @@ pub struct ServeArgs {
     #[arg(long, env = "PETDNS_NEGATIVE_TTL", default_value_t = 5)]
     pub negative_ttl: u32,
 
-    /// Prefix addresses of materialised pods are leased from (IPv4 or IPv6).
-    #[arg(
-        long,
-        value_name = "CIDR",
-        env = "PETDNS_POD_CIDR",
-        default_value = "10.244.0.0/16"
-    )]
-    pub pod_cidr: Cidr,
-
     /// SRV priority for Services without a `petdns.io/srv-priority` annotation: `ordinal` makes
     /// it ordinal - start, so clients try the lowest ordinal first.
     #[arg(long, value_enum, env = "PETDNS_SRV_PRIORITY", default_value_t = SrvPriorityArg::Uniform)]
     pub srv_priority: SrvPriorityArg,
-
-    /// Where address leases are kept [default: $XDG_STATE_HOME/petdns, else ~/.local/state/petdns].
-    #[arg(long, value_name = "DIR", env = "PETDNS_STATE_DIR")]
-    pub state_dir: Option<PathBuf>,
 
     /// Admin HTTP address: /healthz, /readyz, /metrics (port 0 picks a free port).
     #[arg(
@@ -218,6 +194,9 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
+    #[command(flatten)]
+    pub leases: LeaseArgs,
+
     /// Manifest file or directory (repeatable; the env var takes a comma-separated list).
     #[arg(
         long = "manifests",
@@ -228,23 +207,10 @@ pub struct CheckArgs {
     )]
     pub manifests: Vec<PathBuf>,
 
-    /// Prefix addresses of materialised pods are leased from.
-    #[arg(
-        long,
-        value_name = "CIDR",
-        env = "PETDNS_POD_CIDR",
-        default_value = "10.244.0.0/16"
-    )]
-    pub pod_cidr: Cidr,
-
     /// SRV priority for Services without a `petdns.io/srv-priority` annotation: `ordinal` makes
     /// it ordinal - start, so clients try the lowest ordinal first.
     #[arg(long, value_enum, env = "PETDNS_SRV_PRIORITY", default_value_t = SrvPriorityArg::Uniform)]
     pub srv_priority: SrvPriorityArg,
-
-    /// Lease directory to read (never written by check) [default: as for serve].
-    #[arg(long, value_name = "DIR", env = "PETDNS_STATE_DIR")]
-    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -300,14 +266,28 @@ pub struct ControllerArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["manifests", "kube"])))]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["manifests", "kube"])))]
 pub struct ExplainArgs {
     /// A pod name (`web-0.nginx.default.svc.cluster.local` or `web-0.nginx.default`), a Service
     /// (`nginx.default`, or `nginx` in namespace default) or a port (`_web._tcp.nginx.default`).
     #[arg(value_name = "NAME")]
     pub name: String,
 
-    /// Explain from manifest files or directories (repeatable).
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    #[command(flatten)]
+    pub leases: LeaseArgs,
+
+    /// The cluster domain.
+    #[arg(long, env = "PETDNS_ZONE", default_value = "cluster.local")]
+    pub zone: String,
+}
+
+/// Where identity tables come from: manifests, or the cluster's PeerSets.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// Manifest file or directory (repeatable; the env var takes a comma-separated list).
     #[arg(
         long = "manifests",
         value_name = "PATH",
@@ -316,19 +296,19 @@ pub struct ExplainArgs {
     )]
     pub manifests: Vec<PathBuf>,
 
-    /// Explain from the cluster's PeerSets.
-    #[arg(long, conflicts_with = "manifests")]
+    /// Use the cluster's PeerSets (written by `petdns controller`) instead of manifests.
+    #[arg(long, env = "PETDNS_KUBE", conflicts_with = "manifests")]
     pub kube: bool,
 
     /// Kubeconfig file [default: in-cluster config, else KUBECONFIG, else ~/.kube/config].
     #[arg(long, value_name = "PATH", env = "PETDNS_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+}
 
-    /// The cluster domain.
-    #[arg(long, env = "PETDNS_ZONE", default_value = "cluster.local")]
-    pub zone: String,
-
-    /// Prefix addresses of materialised pods are leased from (manifests).
+/// Addresses of materialised pods (manifests only).
+#[derive(Debug, Args)]
+pub struct LeaseArgs {
+    /// Prefix addresses of materialised pods are leased from (IPv4 or IPv6).
     #[arg(
         long,
         value_name = "CIDR",
@@ -337,7 +317,8 @@ pub struct ExplainArgs {
     )]
     pub pod_cidr: Cidr,
 
-    /// Lease directory to read, never written (manifests) [default: as for serve].
+    /// Where address leases are kept; check and explain only read them [default:
+    /// $XDG_STATE_HOME/petdns, else ~/.local/state/petdns].
     #[arg(long, value_name = "DIR", env = "PETDNS_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 }

@@ -190,21 +190,21 @@ pub fn default_state_dir() -> Option<PathBuf> {
 
 impl ServeConfig {
     pub fn from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
-        let source = if args.kube {
+        let source = if args.source.kube {
             SourceConfig::Kube {
-                kubeconfig: args.kubeconfig.clone(),
+                kubeconfig: args.source.kubeconfig.clone(),
                 namespaces: args.namespaces.clone(),
             }
-        } else if args.manifests.is_empty() {
+        } else if args.source.manifests.is_empty() {
             return Err(ConfigError::NoManifests);
         } else {
             // Only the embedded source keeps state: cluster mode must not need a writable home.
-            let state_dir = match &args.state_dir {
+            let state_dir = match &args.leases.state_dir {
                 Some(d) => d.clone(),
                 None => default_state_dir().ok_or(ConfigError::NoStateDir)?,
             };
             SourceConfig::Manifests {
-                paths: args.manifests.clone(),
+                paths: args.source.manifests.clone(),
                 state_dir,
             }
         };
@@ -224,7 +224,7 @@ impl ServeConfig {
             zone: parse_zone(&args.zone)?,
             ttl: args.ttl,
             negative_ttl: args.negative_ttl,
-            pod_cidr: args.pod_cidr,
+            pod_cidr: args.leases.pod_cidr,
             admin: args.admin,
             advertise,
             max_udp_payload: args.max_udp_payload.clamp(512, 4096),
@@ -248,8 +248,8 @@ impl CheckConfig {
         Ok(CheckConfig {
             manifests: args.manifests.clone(),
             srv_priority: args.srv_priority.into(),
-            pod_cidr: args.pod_cidr,
-            state_dir: args.state_dir.clone().or_else(default_state_dir),
+            pod_cidr: args.leases.pod_cidr,
+            state_dir: args.leases.state_dir.clone().or_else(default_state_dir),
         })
     }
 }

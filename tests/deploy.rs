@@ -733,7 +733,7 @@ fn daemonset_args_are_accepted_by_petdns_serve() {
     let petdns::cli::Command::Serve(serve) = cli.command else {
         panic!("the DaemonSet does not run `petdns serve`");
     };
-    assert!(serve.kube, "the DaemonSet serves PeerSets (--kube)");
+    assert!(serve.source.kube, "the DaemonSet serves PeerSets (--kube)");
     petdns::config::ServeConfig::from_args(&serve)
         .unwrap_or_else(|e| panic!("petdns {}: {e}", args.join(" ")));
     assert_eq!(

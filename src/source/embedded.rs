@@ -35,7 +35,9 @@ pub fn tables(
         }
     }
     for ((ns, name), set) in &objects.stateful_sets {
-        let candidates: Vec<&Pod> = by_set.remove(&(ns.as_str(), name.as_str())).unwrap_or_default();
+        let candidates: Vec<&Pod> = by_set
+            .remove(&(ns.as_str(), name.as_str()))
+            .unwrap_or_default();
         let service_name = set
             .spec
             .as_ref()
