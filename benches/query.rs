@@ -11,7 +11,6 @@ use arc_swap::ArcSwap;
 use criterion::{Criterion, criterion_group, criterion_main};
 use hickory_proto::op::{Edns, Message, Query};
 use hickory_proto::rr::{Name, Record, RecordType};
-use hickory_proto::serialize::binary::BinEncoder;
 use hickory_server::net::NetError;
 use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
@@ -19,7 +18,8 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponse;
 use petdns::admin::Metrics;
 use petdns::controller::{
-    Condition, ConditionStatus, Identity, IdentityState, IdentityTable, Ordinals, PortSpec, SrvPriority,
+    Condition, ConditionStatus, Identity, IdentityState, IdentityTable, Ordinals, PortSpec,
+    SrvPriority,
 };
 use petdns::dns::Authority;
 use petdns::index::{self, IndexConfig, Snapshot};
@@ -33,11 +33,18 @@ fn tables(sets: usize, pods: i32) -> Vec<IdentityTable> {
                 namespace: format!("ns-{}", s / 10),
                 stateful_set: set.clone(),
                 service: set.clone(),
-                ordinals: Ordinals { start: 0, replicas: pods },
+                ordinals: Ordinals {
+                    start: 0,
+                    replicas: pods,
+                },
                 pod_management_policy: "OrderedReady".into(),
                 publish_not_ready_addresses: false,
                 srv_priority: SrvPriority::Uniform,
-                ports: vec![PortSpec { name: Some("http".into()), protocol: "TCP".into(), port: 80 }],
+                ports: vec![PortSpec {
+                    name: Some("http".into()),
+                    protocol: "TCP".into(),
+                    port: 80,
+                }],
                 identities: (0..pods)
                     .map(|o| {
                         let i = s as u32 * pods as u32 + o as u32;
@@ -96,10 +103,7 @@ impl ResponseHandler for Encode {
             impl Iterator<Item = &'a Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, NetError> {
-        let mut buf = Vec::with_capacity(512);
-        let mut enc = BinEncoder::new(&mut buf);
-        enc.set_max_size(1232);
-        let info = response.destructive_emit(&mut enc)?;
+        let (info, buf) = petdns::dns::encode_udp(response);
         std::hint::black_box(&buf);
         Ok(info)
     }
@@ -118,15 +122,33 @@ fn packet(name: &str, rtype: RecordType) -> Vec<u8> {
 fn bench_query(c: &mut Criterion) {
     let t = tables(1000, 10);
     let metrics = Metrics::new();
-    let authority = Authority::new(Arc::new(ArcSwap::from_pointee(snapshot(&t))), metrics.dns.clone(), 1232);
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let authority = Authority::new(
+        Arc::new(ArcSwap::from_pointee(snapshot(&t))),
+        metrics.dns.clone(),
+        1232,
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let src: SocketAddr = "127.0.0.1:40000".parse().unwrap();
     let mut group = c.benchmark_group("query (10,000 identities)");
     for (what, name, rtype) in [
-        ("pod A", "svc-3-7.svc-3.ns-42.svc.cluster.local.", RecordType::A),
-        ("_http._tcp SRV", "_http._tcp.svc-3.ns-42.svc.cluster.local.", RecordType::SRV),
+        (
+            "pod A",
+            "svc-3-7.svc-3.ns-42.svc.cluster.local.",
+            RecordType::A,
+        ),
+        (
+            "_http._tcp SRV",
+            "_http._tcp.svc-3.ns-42.svc.cluster.local.",
+            RecordType::SRV,
+        ),
         ("NXDOMAIN", "nosuch.ns-42.svc.cluster.local.", RecordType::A),
-        ("NODATA", "svc-3-7.svc-3.ns-42.svc.cluster.local.", RecordType::MX),
+        (
+            "NODATA",
+            "svc-3-7.svc-3.ns-42.svc.cluster.local.",
+            RecordType::MX,
+        ),
     ] {
         let raw = packet(name, rtype);
         group.bench_function(what, |b| {
@@ -148,7 +170,10 @@ fn bench_build(c: &mut Criterion) {
     let mut changed = t.clone();
     changed[500].identities[3].published = false;
     changed[500].identities[3].state = IdentityState::NotReady;
-    group.bench_function("update after one readiness change, 10,000 identities", |b| b.iter(|| snapshot(&changed)));
+    group.bench_function(
+        "update after one readiness change, 10,000 identities",
+        |b| b.iter(|| snapshot(&changed)),
+    );
     group.finish();
 }
 

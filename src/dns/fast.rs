@@ -213,7 +213,6 @@ mod tests {
     use arc_swap::ArcSwap;
     use hickory_proto::op::{Edns, Message, Query};
     use hickory_proto::rr::{Name, Record};
-    use hickory_proto::serialize::binary::BinEncoder;
     use hickory_server::net::NetError;
     use hickory_server::net::runtime::TokioTime;
     use hickory_server::net::xfer::Protocol;
@@ -307,14 +306,7 @@ mod tests {
                 impl Iterator<Item = &'a Record> + Send + 'a,
             >,
         ) -> Result<ResponseInfo, NetError> {
-            let limit = response
-                .edns()
-                .map(|e| e.max_payload().max(512))
-                .unwrap_or(512);
-            let mut buf = Vec::new();
-            let mut enc = BinEncoder::new(&mut buf);
-            enc.set_max_size(limit);
-            let info = response.destructive_emit(&mut enc)?;
+            let (info, buf) = crate::dns::encode_udp(response);
             *self.0.lock().unwrap() = buf;
             Ok(info)
         }

@@ -7,6 +7,8 @@ mod handler;
 mod server;
 mod udp;
 
+pub use udp::encode_udp;
+
 pub use forward::{ForwardError, Forwarded, Forwarder};
 pub use handler::{Authority, DEFAULT_MAX_UDP_PAYLOAD};
 pub use server::{DnsServer, ListenerConfig};

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hickory_proto::op::{Header, HeaderCounts, Metadata, ResponseCode};
+use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::Record;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 use hickory_server::net::NetError;
@@ -129,38 +129,47 @@ impl ResponseHandler for UdpResponder {
             impl Iterator<Item = &'a Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, NetError> {
-        // The response's OPT carries the payload limit; without one, RFC 1035's 512 bytes.
-        let limit = response
-            .edns()
-            .map(|e| e.max_payload().max(512))
-            .unwrap_or(512);
-        let id = response.metadata().id;
-        let mut buf = Vec::with_capacity(512);
-        let info = {
-            let mut enc = BinEncoder::new(&mut buf);
-            enc.set_max_size(limit);
-            response.destructive_emit(&mut enc)
-        };
-        let info = match info {
-            Ok(info) => info,
-            Err(error) => {
-                debug!(%error, "cannot encode a response; answering SERVFAIL");
-                buf.clear();
-                let mut metadata = Metadata::new(
-                    id,
-                    hickory_proto::op::MessageType::Response,
-                    hickory_proto::op::OpCode::Query,
-                );
-                metadata.response_code = ResponseCode::ServFail;
-                let header = Header {
-                    metadata,
-                    counts: HeaderCounts::default(),
-                };
-                header.emit(&mut BinEncoder::new(&mut buf))?;
-                ResponseInfo::from(header)
-            }
-        };
+        let (info, buf) = encode_udp(response);
         self.socket.send_to(&buf, self.dst)?;
         Ok(info)
+    }
+}
+
+/// Encodes a response for UDP: within the payload size of its OPT record, or RFC 1035's 512
+/// bytes without one; SERVFAIL (header only) if it cannot be encoded.
+pub fn encode_udp<'a, A, N, S, D>(
+    response: MessageResponse<'_, 'a, A, N, S, D>,
+) -> (ResponseInfo, Vec<u8>)
+where
+    A: Iterator<Item = &'a Record> + Send + 'a,
+    N: Iterator<Item = &'a Record> + Send + 'a,
+    S: Iterator<Item = &'a Record> + Send + 'a,
+    D: Iterator<Item = &'a Record> + Send + 'a,
+{
+    let limit = response
+        .edns()
+        .map(|e| e.max_payload().max(512))
+        .unwrap_or(512);
+    let id = response.metadata().id;
+    let mut buf = Vec::with_capacity(512);
+    let encoded = {
+        let mut enc = BinEncoder::new(&mut buf);
+        enc.set_max_size(limit);
+        response.destructive_emit(&mut enc)
+    };
+    match encoded {
+        Ok(info) => (info, buf),
+        Err(error) => {
+            debug!(%error, "cannot encode a response; answering SERVFAIL");
+            buf.clear();
+            let mut metadata = Metadata::new(id, MessageType::Response, OpCode::Query);
+            metadata.response_code = ResponseCode::ServFail;
+            let header = Header {
+                metadata,
+                counts: HeaderCounts::default(),
+            };
+            let _ = header.emit(&mut BinEncoder::new(&mut buf));
+            (ResponseInfo::from(header), buf)
+        }
     }
 }
