@@ -1584,3 +1584,54 @@ fn man_pages_exist_for_each_command() {
     }
     assert_eq!(petdns(&["man", "nope"]).0, 2);
 }
+
+#[test]
+fn kill_9_during_lease_writes_and_reloads_never_loses_addresses() {
+    // State safety: SIGKILL at arbitrary moments while manifests change and leases are being
+    // written. Every restart must find a consistent lease file (never a torn or corrupt one)
+    // and give every identity the address it had.
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let file = dir.path().join("kubia.yaml");
+    let kubia = read(&example("kubia.yaml"));
+    std::fs::write(&file, kubia.replace("replicas: 2", "replicas: 3")).unwrap();
+    let pods = ["kubia-0", "kubia-1", "kubia-2"];
+    let s = Options::new(&[&file]).state_dir(&state).start();
+    let first = addresses(&s, &pods);
+    let mut s = Some(s);
+    for round in 0..12u64 {
+        let server = s.take().unwrap();
+        // Scale up and down so that leases are added (written) while the process dies.
+        let replicas = 3 + (round % 4);
+        replace_file(
+            &file,
+            &kubia.replace("replicas: 2", &format!("replicas: {replicas}")),
+        );
+        std::thread::sleep(Duration::from_millis(round * 7 % 40));
+        let logs = server.kill();
+        assert!(!logs.iter().any(|l| l.contains("corrupt")), "{logs:#?}");
+        let restarted = Options::new(&[&file]).state_dir(&state).start();
+        let now = addresses(&restarted, &pods);
+        assert_eq!(now, first, "round {round}: {}", restarted.log_dump());
+        assert!(
+            !restarted.logs().iter().any(|l| l.contains("corrupt")),
+            "round {round}: {}",
+            restarted.log_dump()
+        );
+        let leases: serde_json::Value =
+            serde_json::from_str(&read(&state.join("leases.json"))).expect("a whole lease file");
+        let addrs: Vec<&str> = leases["leases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["address"].as_str().unwrap())
+            .collect();
+        let unique: std::collections::BTreeSet<&&str> = addrs.iter().collect();
+        assert_eq!(
+            unique.len(),
+            addrs.len(),
+            "round {round}: duplicate leases {addrs:?}"
+        );
+        s = Some(restarted);
+    }
+}
