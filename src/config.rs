@@ -10,7 +10,7 @@ use hickory_proto::rr::Name;
 
 use crate::controller::SrvPriority;
 
-use crate::cli::{CheckArgs, ControllerArgs, LogFormat, ServeArgs};
+use crate::cli::{CheckArgs, ControllerArgs, ServeArgs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -287,12 +287,6 @@ impl ControllerConfig {
             },
         })
     }
-}
-
-/// Logging options, shared by every command.
-#[derive(Clone, Copy, Debug)]
-pub struct LogConfig {
-    pub format: LogFormat,
 }
 
 #[cfg(test)]

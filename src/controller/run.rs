@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 
 use super::cluster::{ClusterIndex, Key};
 use super::identity::ConditionStatus;
-use super::peerset::{PeerSet, PeerSetSpec, PeerSetStatus};
+use super::peerset::{PeerSet, PeerSetStatus};
 use super::reconcile::POD_NAME_LABEL;
 use crate::admin::{Health, KubeMetrics};
 
@@ -530,11 +530,4 @@ impl State {
             }
         }
     }
-}
-
-/// The PeerSet spec and status that would be written for the current index (for tests).
-pub fn desired(index: &ClusterIndex, key: &Key) -> Option<(PeerSetSpec, PeerSetStatus)> {
-    let set = index.stateful_set(key)?;
-    let table = index.table(key)?;
-    Some(PeerSet::from_table(&table, set.metadata.generation))
 }

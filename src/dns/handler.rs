@@ -21,8 +21,6 @@ use super::forward::{Forwarded, Forwarder};
 use crate::admin::DnsMetrics;
 use crate::index::{Lookup, Snapshot, Zone};
 
-/// The largest UDP payload petdns sends and advertises (DNS Flag Day 2020).
-pub const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1232;
 const HEADER_LEN: usize = 12;
 const OPT_LEN: usize = 11;
 

@@ -10,5 +10,5 @@ mod udp;
 pub use udp::encode_udp;
 
 pub use forward::{ForwardError, Forwarded, Forwarder};
-pub use handler::{Authority, DEFAULT_MAX_UDP_PAYLOAD};
+pub use handler::Authority;
 pub use server::{DnsServer, ListenerConfig};

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::Publish;
 use super::embedded;
@@ -32,6 +32,8 @@ pub struct ManifestSource<P: Publish> {
     srv_default: SrvPriority,
     publish: P,
     last: Option<(Vec<IdentityTable>, BTreeSet<String>)>,
+    /// The errors of the last rejected load, so one bad save is reported once.
+    last_rejected: Option<Vec<ManifestError>>,
 }
 
 impl<P: Publish> ManifestSource<P> {
@@ -48,6 +50,7 @@ impl<P: Publish> ManifestSource<P> {
             srv_default,
             publish,
             last: None,
+            last_rejected: None,
         }
     }
 
@@ -55,12 +58,21 @@ impl<P: Publish> ManifestSource<P> {
     pub fn reload(&mut self) -> bool {
         let started = Instant::now();
         let objects = match manifests::load(&self.paths) {
-            Ok(o) => o,
+            Ok(o) => {
+                self.last_rejected = None;
+                o
+            }
             Err(errors) => {
+                // The same failure again (one save seen as two events): said once already.
+                if self.last_rejected.as_ref() == Some(&errors) {
+                    debug!(errors = errors.len(), "manifests still invalid, unchanged");
+                    return false;
+                }
                 for e in &errors {
                     error!(file = %e.file.display(), line = e.line, reason = %e.reason, "manifest rejected; the last good state keeps serving");
                 }
                 self.publish.rejected();
+                self.last_rejected = Some(errors);
                 return false;
             }
         };

