@@ -238,6 +238,7 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         addr: cfg.listen,
         tcp_idle_timeout: cfg.tcp_idle_timeout,
         udp_sockets: cfg.udp_sockets,
+        tcp_max_connections: cfg.tcp_max_connections,
     };
     let dns = DnsServer::bind(authority, &listener)
         .await

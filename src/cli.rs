@@ -182,6 +182,15 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "PETDNS_UDP_SOCKETS")]
     pub udp_sockets: Option<usize>,
 
+    /// Open TCP connections at most; at the cap the longest-idle one is closed for a new one.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "PETDNS_TCP_MAX_CONNECTIONS",
+        default_value_t = 1024
+    )]
+    pub tcp_max_connections: usize,
+
     /// Seconds an idle TCP connection is kept open.
     #[arg(
         long,

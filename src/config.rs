@@ -150,6 +150,7 @@ pub struct ServeConfig {
     pub forward: Vec<crate::cli::ForwardTarget>,
     pub log_queries: bool,
     pub udp_sockets: usize,
+    pub tcp_max_connections: usize,
 }
 
 /// Everything `petdns check` needs.
@@ -236,6 +237,7 @@ impl ServeConfig {
                 .udp_sockets
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
                 .clamp(1, 64),
+            tcp_max_connections: args.tcp_max_connections.max(1),
         })
     }
 }

@@ -1635,3 +1635,52 @@ fn kill_9_during_lease_writes_and_reloads_never_loses_addresses() {
         s = Some(restarted);
     }
 }
+
+#[test]
+fn tcp_connection_cap_closes_the_longest_idle_connection() {
+    use std::io::{Read, Write};
+    let s = Options::new(&[&example("kubia.yaml")])
+        .args(&["--tcp-max-connections", "2", "--tcp-idle-timeout", "30"])
+        .start();
+    let connect = || {
+        let c = std::net::TcpStream::connect(s.dns).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        c
+    };
+    let ask = |c: &mut std::net::TcpStream, id: u16| -> Message {
+        let q = query(
+            id,
+            "kubia-0.kubia.default.svc.cluster.local.",
+            RecordType::A,
+            None,
+        )
+        .to_vec()
+        .unwrap();
+        c.write_all(&[&(q.len() as u16).to_be_bytes()[..], &q].concat())
+            .unwrap();
+        let mut len = [0u8; 2];
+        c.read_exact(&mut len).unwrap();
+        let mut body = vec![0; u16::from_be_bytes(len) as usize];
+        c.read_exact(&mut body).unwrap();
+        Message::from_vec(&body).unwrap()
+    };
+    // Two clients hold connections open, the first idle the longest.
+    let mut first = connect();
+    assert_eq!(ask(&mut first, 1).answers.len(), 1);
+    std::thread::sleep(Duration::from_millis(50));
+    let mut second = connect();
+    assert_eq!(ask(&mut second, 2).answers.len(), 1);
+    // A third client is not locked out: the longest-idle connection makes room.
+    let mut third = connect();
+    assert_eq!(ask(&mut third, 3).answers.len(), 1);
+    let mut byte = [0u8; 1];
+    assert!(
+        matches!(first.read(&mut byte), Ok(0)),
+        "the longest-idle connection is closed"
+    );
+    assert_eq!(
+        ask(&mut second, 4).answers.len(),
+        1,
+        "the other one keeps working"
+    );
+}

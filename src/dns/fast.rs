@@ -23,6 +23,8 @@ pub struct FastConfig {
     pub max_payload: u16,
     /// Answer NXDOMAIN here; false when forwarding, since a miss may be forwarded.
     pub nxdomain: bool,
+    /// Over TCP: no size limit below 65,535 bytes.
+    pub tcp: bool,
 }
 
 /// A parsed plain question.
@@ -59,6 +61,7 @@ pub fn answer(
     }
     let zone = zone_of(&snap.fast_zones, key, &q)?;
     let limit = match q.edns {
+        _ if cfg.tcp => u16::MAX as usize,
         Some(p) => p.clamp(512, cfg.max_payload.max(512)) as usize,
         None => 512,
     };
@@ -329,7 +332,7 @@ mod tests {
     fn both(a: &Authority, q: &[u8]) -> (Option<Message>, Message) {
         let (mut out, mut key) = (Vec::new(), Vec::new());
         let fast = a
-            .fast_answer(q, &mut out, &mut key)
+            .fast_answer(q, &mut out, &mut key, false)
             .then(|| Message::from_vec(&out).unwrap());
         let capture = Capture::default();
         let request = Request::from_bytes(
@@ -434,7 +437,7 @@ mod tests {
             true,
             false,
         );
-        assert!(a.fast_answer(&plain, &mut out, &mut key));
+        assert!(a.fast_answer(&plain, &mut out, &mut key, false));
         let mut cases: Vec<Vec<u8>> = vec![
             query(
                 "web-0.nginx.default.svc.cluster.local.",
@@ -468,7 +471,7 @@ mod tests {
         v1[at] = 1; // EDNS version 1
         cases.push(v1);
         for q in cases {
-            assert!(!a.fast_answer(&q, &mut out, &mut key), "{q:?}");
+            assert!(!a.fast_answer(&q, &mut out, &mut key, false), "{q:?}");
         }
     }
 }

@@ -51,7 +51,13 @@ impl Authority {
 
     /// Answers a plain UDP question from pre-encoded bytes into `out`; false sends it down
     /// the hickory path (anything unusual, forwarding misses, or `--log-queries`).
-    pub fn fast_answer(&self, query: &[u8], out: &mut Vec<u8>, key: &mut Vec<u8>) -> bool {
+    pub fn fast_answer(
+        &self,
+        query: &[u8],
+        out: &mut Vec<u8>,
+        key: &mut Vec<u8>,
+        tcp: bool,
+    ) -> bool {
         if self.log_queries {
             return false;
         }
@@ -59,6 +65,7 @@ impl Authority {
         let cfg = FastConfig {
             max_payload: self.max_udp_payload,
             nxdomain: self.forwarder.is_none(),
+            tcp,
         };
         match fast::answer(&snapshot, query, out, key, cfg) {
             Some((qtype, rcode)) => {

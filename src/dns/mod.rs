@@ -5,6 +5,7 @@ mod fast;
 mod forward;
 mod handler;
 mod server;
+mod tcp;
 mod udp;
 
 pub use udp::encode_udp;

@@ -1,19 +1,17 @@
-//! Binding the DNS listeners: several UDP sockets on one port (SO_REUSEPORT) served by our own
-//! loop with its fast path, and TCP served by hickory's `Server`.
+//! Binding the DNS listeners: several UDP sockets on one port (SO_REUSEPORT), each on its own
+//! thread, and TCP with a connection cap; both answer plain questions on the fast path.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_server::Server;
-use hickory_server::net::runtime::Time;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::UdpSocket;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::tcp::{self, TcpConfig};
 use super::{Authority, udp};
 
 /// Where and how to listen.
@@ -25,30 +23,17 @@ pub struct ListenerConfig {
     pub tcp_idle_timeout: Duration,
     /// UDP sockets sharing the port (one receive loop each).
     pub udp_sockets: usize,
-}
-
-/// The handler shared by the UDP loops and hickory's TCP server.
-struct Shared(Arc<Authority>);
-
-#[async_trait::async_trait]
-impl RequestHandler for Shared {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        response_handle: R,
-    ) -> ResponseInfo {
-        self.0
-            .handle_request::<R, T>(request, response_handle)
-            .await
-    }
+    /// Open TCP connections at most; at the cap the longest-idle one is closed.
+    pub tcp_max_connections: usize,
 }
 
 /// A running DNS server: UDP and TCP on one address.
 pub struct DnsServer {
-    tcp: Server<Shared>,
+    tcp: TcpListener,
     udp: Vec<Arc<UdpSocket>>,
     authority: Arc<Authority>,
     local_addr: SocketAddr,
+    tcp_config: TcpConfig,
 }
 
 impl DnsServer {
@@ -57,15 +42,15 @@ impl DnsServer {
     pub async fn bind(handler: Authority, cfg: &ListenerConfig) -> std::io::Result<Self> {
         let (udp, tcp) = bind_all(cfg.addr, cfg.udp_sockets.max(1))?;
         let local_addr = udp[0].local_addr()?;
-        let authority = Arc::new(handler);
-        let mut server = Server::new(Shared(authority.clone()));
-        // Outbound queue per TCP connection: hickory's own default.
-        server.register_listener(tcp, cfg.tcp_idle_timeout, 32);
         Ok(DnsServer {
-            tcp: server,
+            tcp,
             udp: udp.into_iter().map(Arc::new).collect(),
-            authority,
+            authority: Arc::new(handler),
             local_addr,
+            tcp_config: TcpConfig {
+                idle_timeout: cfg.tcp_idle_timeout,
+                max_connections: cfg.tcp_max_connections,
+            },
         })
     }
 
@@ -74,7 +59,7 @@ impl DnsServer {
     }
 
     /// Serves until `shutdown` is cancelled, then stops accepting and waits for the listeners.
-    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut loops = Vec::new();
         for (i, socket) in self.udp.iter().enumerate() {
             let (socket, authority, token) =
@@ -86,20 +71,13 @@ impl DnsServer {
                     .spawn(move || udp::serve(socket, authority, token, runtime))?,
             );
         }
-        let token = self.tcp.shutdown_token().clone();
-        let result = tokio::select! {
-            result = self.tcp.block_until_done() => {
-                result.map_err(|e| anyhow::anyhow!("DNS listener failed: {e}"))
-            }
-            _ = shutdown.cancelled() => {
-                token.cancel();
-                self.tcp
-                    .block_until_done()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("DNS listener failed during shutdown: {e}"))
-            }
-        };
-        shutdown.cancel();
+        tcp::serve(
+            self.tcp,
+            self.authority.clone(),
+            self.tcp_config,
+            shutdown.clone(),
+        )
+        .await;
         // The UDP threads notice within their read timeout.
         tokio::task::spawn_blocking(move || {
             for l in loops {
@@ -107,7 +85,7 @@ impl DnsServer {
             }
         })
         .await?;
-        result
+        Ok(())
     }
 }
 

@@ -63,7 +63,7 @@ pub fn serve(
             continue;
         }
         let query = &buf[..n];
-        if authority.fast_answer(query, &mut out, &mut key) {
+        if authority.fast_answer(query, &mut out, &mut key, false) {
             if let Err(error) = socket.send_to(&out, src) {
                 debug!(%error, %src, "UDP send error");
             }
@@ -136,7 +136,7 @@ impl ResponseHandler for UdpResponder {
 }
 
 /// Encodes a response for UDP: within the payload size of its OPT record, or RFC 1035's 512
-/// bytes without one; SERVFAIL (header only) if it cannot be encoded.
+/// bytes without one.
 pub fn encode_udp<'a, A, N, S, D>(
     response: MessageResponse<'_, 'a, A, N, S, D>,
 ) -> (ResponseInfo, Vec<u8>)
@@ -150,6 +150,20 @@ where
         .edns()
         .map(|e| e.max_payload().max(512))
         .unwrap_or(512);
+    encode(response, limit)
+}
+
+/// Encodes a response within `limit` bytes; SERVFAIL (header only) if it cannot be encoded.
+pub fn encode<'a, A, N, S, D>(
+    response: MessageResponse<'_, 'a, A, N, S, D>,
+    limit: u16,
+) -> (ResponseInfo, Vec<u8>)
+where
+    A: Iterator<Item = &'a Record> + Send + 'a,
+    N: Iterator<Item = &'a Record> + Send + 'a,
+    S: Iterator<Item = &'a Record> + Send + 'a,
+    D: Iterator<Item = &'a Record> + Send + 'a,
+{
     let id = response.metadata().id;
     let mut buf = Vec::with_capacity(512);
     let encoded = {
