@@ -10,18 +10,16 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use criterion::{Criterion, criterion_group, criterion_main};
 use hickory_proto::op::{Edns, Message, Query};
-use hickory_proto::rr::{Name, Record, RecordType};
-use hickory_server::net::NetError;
+use hickory_proto::rr::{Name, RecordType};
 use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponse;
+use hickory_server::server::{Request, RequestHandler};
 use petdns::admin::Metrics;
 use petdns::controller::{
     Condition, ConditionStatus, Identity, IdentityState, IdentityTable, Ordinals, PortSpec,
     SrvPriority,
 };
-use petdns::dns::Authority;
+use petdns::dns::{Authority, Capture};
 use petdns::index::{self, IndexConfig, Snapshot};
 
 /// `sets` StatefulSets of `pods` Ready identities each, in namespace `ns-<set / 10>`.
@@ -86,29 +84,6 @@ fn snapshot(tables: &[IdentityTable]) -> Snapshot {
     index::build(tables, &namespaces, &config(), 1, 1)
 }
 
-/// Encodes the response as the UDP listener would, and drops it.
-#[derive(Clone)]
-struct Encode;
-
-#[async_trait::async_trait]
-impl ResponseHandler for Encode {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        let (info, buf) = petdns::dns::encode_udp(response);
-        std::hint::black_box(&buf);
-        Ok(info)
-    }
-}
-
 fn packet(name: &str, rtype: RecordType) -> Vec<u8> {
     let mut m = Message::query();
     m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
@@ -154,7 +129,7 @@ fn bench_query(c: &mut Criterion) {
         group.bench_function(what, |b| {
             b.iter(|| {
                 let request = Request::from_bytes(raw.clone(), src, Protocol::Udp).unwrap();
-                rt.block_on(authority.handle_request::<_, TokioTime>(&request, Encode))
+                rt.block_on(authority.handle_request::<_, TokioTime>(&request, Capture::udp()))
             })
         });
     }

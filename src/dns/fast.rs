@@ -211,16 +211,14 @@ mod tests {
     //! both ways and the decoded messages compared whole.
     use std::collections::BTreeSet;
     use std::net::IpAddr;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     use arc_swap::ArcSwap;
     use hickory_proto::op::{Edns, Message, Query};
-    use hickory_proto::rr::{Name, Record};
-    use hickory_server::net::NetError;
+    use hickory_proto::rr::Name;
     use hickory_server::net::runtime::TokioTime;
     use hickory_server::net::xfer::Protocol;
-    use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-    use hickory_server::zone_handler::MessageResponse;
+    use hickory_server::server::{Request, RequestHandler};
 
     use super::*;
     use crate::admin::Metrics;
@@ -293,28 +291,6 @@ mod tests {
         )
     }
 
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    #[async_trait::async_trait]
-    impl ResponseHandler for Capture {
-        async fn send_response<'a>(
-            &mut self,
-            response: MessageResponse<
-                '_,
-                'a,
-                impl Iterator<Item = &'a Record> + Send + 'a,
-                impl Iterator<Item = &'a Record> + Send + 'a,
-                impl Iterator<Item = &'a Record> + Send + 'a,
-                impl Iterator<Item = &'a Record> + Send + 'a,
-            >,
-        ) -> Result<ResponseInfo, NetError> {
-            let (info, buf) = crate::dns::encode_udp(response);
-            *self.0.lock().unwrap() = buf;
-            Ok(info)
-        }
-    }
-
     fn query(name: &str, rtype: RecordType, edns: Option<u16>, rd: bool, cd: bool) -> Vec<u8> {
         let mut m = Message::query();
         m.metadata.id = 0xbeef;
@@ -334,7 +310,7 @@ mod tests {
         let fast = a
             .fast_answer(q, &mut out, &mut key, false)
             .then(|| Message::from_vec(&out).unwrap());
-        let capture = Capture::default();
+        let capture = crate::dns::Capture::udp();
         let request = Request::from_bytes(
             q.to_vec(),
             "192.0.2.99:5353".parse().unwrap(),
@@ -345,7 +321,7 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(a.handle_request::<_, TokioTime>(&request, capture.clone()));
-        let slow = Message::from_vec(&capture.0.lock().unwrap()).unwrap();
+        let slow = Message::from_vec(&capture.take()).unwrap();
         (fast, slow)
     }
 

@@ -8,7 +8,7 @@ mod server;
 mod tcp;
 mod udp;
 
-pub use udp::encode_udp;
+pub use udp::{Capture, encode, encode_udp};
 
 pub use forward::{ForwardError, Forwarded, Forwarder};
 pub use handler::Authority;

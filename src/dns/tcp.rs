@@ -9,19 +9,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Header, HeaderCounts, Metadata, ResponseCode};
-use hickory_proto::rr::Record;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
-use hickory_server::net::NetError;
 use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponse;
+use hickory_server::server::{Request, RequestHandler};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::Authority;
+use super::{Authority, Capture};
 
 #[derive(Clone, Copy, Debug)]
 pub struct TcpConfig {
@@ -191,11 +188,11 @@ async fn slow(bytes: &[u8], src: SocketAddr, authority: &Authority) -> Vec<u8> {
     }
     match Request::from_bytes(bytes.to_vec(), src, Protocol::Tcp) {
         Ok(request) => {
-            let capture = Capture::default();
+            let capture = Capture::tcp();
             authority
                 .handle_request::<_, TokioTime>(&request, capture.clone())
                 .await;
-            std::mem::take(&mut *capture.0.lock().unwrap_or_else(|p| p.into_inner()))
+            capture.take()
         }
         Err(error) => {
             debug!(%error, %src, "malformed TCP query");
@@ -212,28 +209,5 @@ async fn slow(bytes: &[u8], src: SocketAddr, authority: &Authority) -> Vec<u8> {
             .emit(&mut BinEncoder::new(&mut out));
             out
         }
-    }
-}
-
-/// Keeps the encoded response for the connection to write.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-#[async_trait::async_trait]
-impl ResponseHandler for Capture {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        let (info, buf) = super::udp::encode(response, u16::MAX);
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = buf;
-        Ok(info)
     }
 }

@@ -187,3 +187,54 @@ where
         }
     }
 }
+
+/// A response handler that keeps the encoded response instead of sending it: for a connection
+/// that writes it itself (TCP), and for tests and benchmarks.
+#[derive(Clone, Default)]
+pub struct Capture {
+    /// `None`: the UDP limit of the response's OPT record; `Some(n)`: at most `n` bytes.
+    limit: Option<u16>,
+    bytes: Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Capture {
+    /// Encodes as for UDP.
+    pub fn udp() -> Self {
+        Capture::default()
+    }
+
+    /// Encodes as for TCP (up to 65,535 bytes).
+    pub fn tcp() -> Self {
+        Capture {
+            limit: Some(u16::MAX),
+            ..Capture::default()
+        }
+    }
+
+    /// The last response encoded (empty if none).
+    pub fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.bytes.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for Capture {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let (info, buf) = match self.limit {
+            Some(limit) => encode(response, limit),
+            None => encode_udp(response),
+        };
+        *self.bytes.lock().unwrap_or_else(|p| p.into_inner()) = buf;
+        Ok(info)
+    }
+}
