@@ -17,7 +17,7 @@ use crate::cli::{Cli, Command};
 use crate::config::{CheckConfig, ConfigError, ControllerConfig, ServeConfig, SourceConfig};
 use crate::controller::IdentityTable;
 use crate::dns::{Authority, DnsServer, ListenerConfig};
-use crate::index::{self, IndexConfig, Snapshot};
+use crate::index::{self, IndexConfig, Indexer, Snapshot};
 use crate::source::kube::PeerSetSource;
 use crate::source::leases::{LeaseError, LeaseStore};
 use crate::source::manifests;
@@ -129,7 +129,7 @@ pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result
 /// Builds snapshots from loaded tables and publishes them to the DNS handler.
 struct SnapshotPublisher {
     snapshot: Arc<ArcSwap<Snapshot>>,
-    index: IndexConfig,
+    index: Indexer,
     generation: u64,
     serial: u32,
     metrics: Arc<SourceMetrics>,
@@ -144,13 +144,8 @@ impl Publish for SnapshotPublisher {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         self.serial = (now as u32).max(self.serial.wrapping_add(1));
-        let snap = index::build(
-            &tables,
-            &namespaces,
-            &self.index,
-            self.generation,
-            self.serial,
-        );
+        self.index.load(tables, namespaces);
+        let snap = self.index.snapshot(self.generation, self.serial);
         self.metrics.snapshot(self.generation, &snap.stats);
         info!(
             generation = self.generation,
@@ -192,7 +187,7 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let snapshot = Arc::new(ArcSwap::from_pointee(index::placeholder(&index_cfg)));
     let publisher = SnapshotPublisher {
         snapshot: snapshot.clone(),
-        index: index_cfg,
+        index: Indexer::new(index_cfg),
         generation: 0,
         serial: 0,
         metrics: metrics.source.clone(),

@@ -11,7 +11,8 @@
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::index::{FastZone, Snapshot};
+use crate::index::sink::WireSink;
+use crate::index::{CLUSTER, FastZone, Node, Snapshot};
 
 const HEADER: usize = 12;
 const OPT_TYPE: u16 = 41;
@@ -59,17 +60,27 @@ pub fn answer(
     ) {
         return None;
     }
-    let zone = zone_of(&snap.fast_zones, key, &q)?;
+    let zi = zone_of(&snap.fast_zones, key, &q)?;
+    let zone = &snap.fast_zones[zi];
     let limit = match q.edns {
         _ if cfg.tcp => u16::MAX as usize,
         Some(p) => p.clamp(512, cfg.max_payload.max(512)) as usize,
         None => 512,
     };
+    // The labels below the zone, leftmost first.
+    let mut labels: [&[u8]; 128] = [&[]; 128];
+    let below = q.labels - snap.zones[zi].num_labels;
+    for (i, l) in labels.iter_mut().enumerate().take(below) {
+        let at = q.starts[i] as usize;
+        *l = &key[at + 1..at + 1 + key[at] as usize];
+    }
     out.clear();
-    let rcode = match snap.fast.get(&key[..]) {
-        Some(name) => match name.rrsets.iter().find(|(t, _)| *t == qtype) {
+    let rcode = match snap.resolve(zi, key, &labels[..below]) {
+        Some(Node::Core(core)) => match core.fast.rrsets.iter().find(|(t, _)| *t == qtype) {
             Some((_, prepared)) => {
                 out.extend_from_slice(prepared);
+                // The question was prepared in lower case; copy in the client's spelling.
+                out[HEADER..HEADER + key.len()].copy_from_slice(&query[HEADER..HEADER + key.len()]);
                 ResponseCode::NoError
             }
             None => {
@@ -77,6 +88,29 @@ pub fn answer(
                 ResponseCode::NoError
             }
         },
+        Some(node) => {
+            out.extend_from_slice(&query[..q.end]);
+            out[3] = 0;
+            let (answers, additionals, failed) = {
+                let mut sink = WireSink::new(out, snap.ttl, &snap.fast_zones[CLUSTER].wire);
+                node.answer(qtype, &mut sink);
+                (sink.answers, sink.additionals, sink.failed)
+            };
+            if failed {
+                out.clear();
+                return None;
+            }
+            if answers == 0 {
+                out.clear();
+                negative(out, query, &q, key.len(), zone);
+            } else {
+                out[4..6].copy_from_slice(&[0, 1]);
+                out[6..8].copy_from_slice(&answers.to_be_bytes());
+                out[8..10].copy_from_slice(&[0, 0]);
+                out[10..12].copy_from_slice(&additionals.to_be_bytes());
+            }
+            ResponseCode::NoError
+        }
         None if cfg.nxdomain => {
             negative(out, query, &q, key.len(), zone);
             out[3] |= 3; // NXDOMAIN
@@ -89,7 +123,6 @@ pub fn answer(
     out[1] = query[1];
     out[2] = 0x84 | (query[2] & 0x01);
     out[3] = (out[3] & 0x0f) | (query[3] & 0x10);
-    out[HEADER..HEADER + key.len()].copy_from_slice(&query[HEADER..HEADER + key.len()]);
     if let Some(payload) = q.edns {
         let ours = payload.clamp(512, cfg.max_payload.max(512));
         out.extend_from_slice(&[0, 0, 41]);
@@ -119,16 +152,16 @@ fn negative(out: &mut Vec<u8>, query: &[u8], q: &Question, name_len: usize, zone
 }
 
 /// The most specific zone holding the name, matched on label boundaries.
-fn zone_of<'s>(zones: &'s [FastZone], key: &[u8], q: &Question) -> Option<&'s FastZone> {
-    let mut best: Option<&FastZone> = None;
-    for z in zones {
+fn zone_of(zones: &[FastZone], key: &[u8], q: &Question) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for (i, z) in zones.iter().enumerate() {
         let n = z.wire.len();
         if n <= key.len()
             && key[key.len() - n..] == z.wire[..]
             && (n == key.len() || q.starts[..q.labels].contains(&((key.len() - n) as u8)))
-            && best.is_none_or(|b| b.wire.len() < n)
+            && best.is_none_or(|b| zones[b].wire.len() < n)
         {
-            best = Some(z);
+            best = Some(i);
         }
     }
     best

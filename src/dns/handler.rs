@@ -90,23 +90,23 @@ impl Authority {
 }
 
 /// What the handler decided, before encoding.
-struct Answer<'a> {
+struct Answer {
     rcode: ResponseCode,
     authoritative: bool,
     truncated: bool,
     answers: Vec<Record>,
-    additionals: &'a [Record],
+    additionals: Vec<Record>,
     soa: Option<Record>,
 }
 
-impl<'a> Answer<'a> {
+impl Answer {
     fn error(rcode: ResponseCode) -> Self {
         Answer {
             rcode,
             authoritative: false,
             truncated: false,
             answers: Vec::new(),
-            additionals: &[],
+            additionals: Vec::new(),
             soa: None,
         }
     }
@@ -202,11 +202,7 @@ impl RequestHandler for Authority {
 
 /// Decides the answer to one request; returns the question type for metrics and whether the
 /// question may be forwarded (petdns does not own the name).
-fn decide<'s>(
-    snapshot: &'s Snapshot,
-    request: &Request,
-    udp_limit: usize,
-) -> (RecordType, Answer<'s>, bool) {
+fn decide(snapshot: &Snapshot, request: &Request, udp_limit: usize) -> (RecordType, Answer, bool) {
     if request.metadata.op_code != OpCode::Query {
         return (
             RecordType::Unknown(0),
@@ -243,7 +239,7 @@ fn decide<'s>(
         authoritative: rcode != ResponseCode::ServFail,
         truncated: false,
         answers: Vec::new(),
-        additionals: &[],
+        additionals: Vec::new(),
         soa: Some(owned_by(&zone.soa, zone_in_query_case(qname, zone))),
     };
     let lookup = snapshot.lookup(query.name(), qtype);
@@ -263,7 +259,7 @@ fn decide<'s>(
                 3600,
                 RData::HINFO(HINFO::new("RFC8482".into(), String::new())),
             )],
-            additionals: &[],
+            additionals: Vec::new(),
             soa: None,
         },
         Lookup::Found(_, rrset) => {
@@ -286,15 +282,11 @@ fn decide<'s>(
             let with_answers = fixed + rrset.answers_len;
             let (answers, additionals, truncated) =
                 if with_answers + rrset.additionals_len <= udp_limit {
-                    (
-                        owned_all(&rrset.answers, qname),
-                        &rrset.additionals[..],
-                        false,
-                    )
+                    (owned_all(&rrset.answers, qname), rrset.additionals, false)
                 } else if with_answers <= udp_limit {
-                    (owned_all(&rrset.answers, qname), &[][..], false)
+                    (owned_all(&rrset.answers, qname), Vec::new(), false)
                 } else {
-                    (Vec::new(), &[][..], true)
+                    (Vec::new(), Vec::new(), true)
                 };
             Answer {
                 rcode: ResponseCode::NoError,

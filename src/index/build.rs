@@ -1,16 +1,21 @@
 //! Building a [`Snapshot`] from identity tables (compute on write).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use hickory_proto::rr::rdata::{A, AAAA, NS, PTR, SOA, SRV, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, NS, SOA, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use tracing::warn;
 
-use super::snapshot::{FastName, FastZone, NameEntry, RrSet, Snapshot, SnapshotStats, Zone};
+use super::service::{PtrTarget, ServiceData, service_key};
+use super::snapshot::{
+    CoreName, FastName, FastZone, NameEntry, Ptrs, RrSet, Snapshot, SnapshotStats, Zone, v4_key,
+    v6_key,
+};
 use super::wire;
-use crate::controller::{CLAIM_SEPARATOR, IdentityState, IdentityTable, SrvPriority};
+use crate::controller::{IdentityState, IdentityTable};
 
 /// The CoreDNS-compatible schema version answered at `dns-version.<zone>`.
 pub const SCHEMA_VERSION: &str = "1.1.0";
@@ -27,9 +32,7 @@ pub struct IndexConfig {
     pub ns_addresses: Vec<IpAddr>,
 }
 
-/// Builds the snapshot for `tables`. `namespaces` are the namespaces that exist (their
-/// `<ns>.svc.<zone>` names answer NODATA). `loaded` is false only for the placeholder served
-/// before the first load.
+/// Builds the snapshot for `tables` in one go (`explain`, tests, benchmarks).
 pub fn build(
     tables: &[IdentityTable],
     namespaces: &BTreeSet<String>,
@@ -37,52 +40,292 @@ pub fn build(
     generation: u64,
     serial: u32,
 ) -> Snapshot {
-    let mut b = Builder::new(cfg, serial);
-    b.apex_records();
-    for ns in namespaces {
-        if let Some(n) = b.name(&[ns, "svc"]) {
-            b.exists(&n);
-        }
-        if let Some(n) = b.name(&[ns, "pod"]) {
-            b.exists(&n);
-        }
-    }
-
-    // Group resolved tables by governing Service: several sets may share one.
-    let mut by_service: BTreeMap<(&str, &str), Vec<&IdentityTable>> = BTreeMap::new();
-    for t in tables
-        .iter()
-        .filter(|t| t.service_resolved() && !t.service.is_empty())
-    {
-        by_service
-            .entry((&t.namespace, &t.service))
-            .or_default()
-            .push(t);
-    }
-    for ((ns, svc), group) in &by_service {
-        b.service(ns, svc, group);
-    }
-
-    let mut by_state: BTreeMap<IdentityState, usize> = BTreeMap::new();
-    for t in tables {
-        for i in &t.identities {
-            *by_state.entry(i.state).or_default() += 1;
-        }
-    }
-    let mut snap = b.finish(generation);
-    snap.stats.tables = tables.len();
-    snap.stats.identities_by_state = IdentityState::ALL
-        .iter()
-        .map(|s| (*s, by_state.get(s).copied().unwrap_or(0)))
-        .collect();
-    snap
+    let mut indexer = Indexer::new(cfg.clone());
+    indexer.load(tables.to_vec(), namespaces.clone());
+    indexer.snapshot(generation, serial)
 }
 
 /// An empty, not-yet-loaded snapshot: every in-zone question gets SERVFAIL.
 pub fn placeholder(cfg: &IndexConfig) -> Snapshot {
-    let mut snap = Builder::new(cfg, 0).finish(0);
+    let mut snap = Indexer::new(cfg.clone()).snapshot(0, 0);
     snap.loaded = false;
     snap
+}
+
+type TableKey = (String, String);
+
+/// Keeps the tables and the snapshot's parts between changes, so that a change rebuilds only
+/// the Services it touches and a new snapshot shares everything else with the previous one.
+pub struct Indexer {
+    cfg: IndexConfig,
+    /// Room for the labels of a name below the cluster zone (255 minus the zone's length).
+    name_room: usize,
+    tables: HashMap<TableKey, IdentityTable>,
+    /// `(namespace, service)` to the sets it governs.
+    groups: HashMap<TableKey, BTreeSet<String>>,
+    namespaces: BTreeSet<String>,
+    core: Arc<HashMap<Box<[u8]>, CoreName>>,
+    core_counts: (usize, usize),
+    services: imbl::HashMap<Arc<str>, Arc<ServiceData>>,
+    service_namespaces: imbl::HashMap<Arc<str>, u32>,
+    v4: imbl::OrdMap<u32, Ptrs>,
+    v6: imbl::OrdMap<u128, Ptrs>,
+    service_counts: (usize, usize),
+    states: [usize; IdentityState::ALL.len()],
+}
+
+impl Indexer {
+    pub fn new(cfg: IndexConfig) -> Indexer {
+        let zone_len = wire::wire_name(&cfg.zone).len();
+        let mut indexer = Indexer {
+            name_room: 255usize.saturating_sub(zone_len),
+            cfg,
+            tables: HashMap::new(),
+            groups: HashMap::new(),
+            namespaces: BTreeSet::new(),
+            core: Arc::default(),
+            core_counts: (0, 0),
+            services: imbl::HashMap::new(),
+            service_namespaces: imbl::HashMap::new(),
+            v4: imbl::OrdMap::new(),
+            v6: imbl::OrdMap::new(),
+            service_counts: (0, 0),
+            states: [0; IdentityState::ALL.len()],
+        };
+        indexer.rebuild_core();
+        indexer
+    }
+
+    /// All the tables, replacing the previous ones; only the Services whose tables differ
+    /// are rebuilt.
+    pub fn load(&mut self, tables: Vec<IdentityTable>, namespaces: BTreeSet<String>) {
+        let mut fresh: HashMap<TableKey, IdentityTable> = tables
+            .into_iter()
+            .map(|t| ((t.namespace.clone(), t.stateful_set.clone()), t))
+            .collect();
+        let gone: Vec<TableKey> = self
+            .tables
+            .keys()
+            .filter(|k| !fresh.contains_key(*k))
+            .cloned()
+            .collect();
+        let mut affected = BTreeSet::new();
+        for key in gone {
+            self.change(key, None, &mut affected);
+        }
+        for (key, table) in fresh.drain() {
+            self.change(key, Some(table), &mut affected);
+        }
+        self.finish(affected, namespaces);
+    }
+
+    /// Some tables changed (`upserts`) or went away (`removed`, by namespace and set).
+    pub fn apply(
+        &mut self,
+        upserts: Vec<IdentityTable>,
+        removed: Vec<TableKey>,
+        namespaces: BTreeSet<String>,
+    ) {
+        let mut affected = BTreeSet::new();
+        for key in removed {
+            self.change(key, None, &mut affected);
+        }
+        for t in upserts {
+            let key = (t.namespace.clone(), t.stateful_set.clone());
+            self.change(key, Some(t), &mut affected);
+        }
+        self.finish(affected, namespaces);
+    }
+
+    /// A snapshot of the current state.
+    pub fn snapshot(&self, generation: u64, serial: u32) -> Snapshot {
+        let mut b = Builder::new(&self.cfg, serial);
+        b.apex_records_only();
+        let apex = b.finish();
+        let mut apexes: Vec<CoreName> = Vec::with_capacity(apex.zones.len());
+        let mut apex_map = apex.core;
+        for z in &apex.fast_zones {
+            apexes.push(apex_map.remove(&z.wire).unwrap_or_default());
+        }
+        let mut by_state = [0usize; IdentityState::ALL.len()];
+        by_state.copy_from_slice(&self.states);
+        let ptr_records = self.v4.values().chain(self.v6.values()).count();
+        Snapshot {
+            generation,
+            serial,
+            loaded: true,
+            zones: apex.zones,
+            fast_zones: apex.fast_zones,
+            apexes,
+            core: self.core.clone(),
+            services: self.services.clone(),
+            service_namespaces: self.service_namespaces.clone(),
+            v4: self.v4.clone(),
+            v6: self.v6.clone(),
+            ttl: self.cfg.ttl,
+            stats: SnapshotStats {
+                names: self.core_counts.0 + self.service_counts.0 + ptr_records,
+                records: self.core_counts.1 + self.service_counts.1 + ptr_records,
+                tables: self.tables.len(),
+                identities_by_state: IdentityState::ALL
+                    .iter()
+                    .zip(by_state)
+                    .map(|(s, n)| (*s, n))
+                    .collect(),
+            },
+        }
+    }
+
+    fn change(
+        &mut self,
+        key: TableKey,
+        new: Option<IdentityTable>,
+        affected: &mut BTreeSet<TableKey>,
+    ) {
+        if self.tables.get(&key) == new.as_ref() {
+            return;
+        }
+        if let Some(old) = self.tables.remove(&key) {
+            count_states(&old, &mut self.states, false);
+            if let Some(g) = group_of(&old) {
+                if let Some(sets) = self.groups.get_mut(&g) {
+                    sets.remove(&key.1);
+                    if sets.is_empty() {
+                        self.groups.remove(&g);
+                    }
+                }
+                affected.insert(g);
+            }
+        }
+        if let Some(new) = new {
+            count_states(&new, &mut self.states, true);
+            if let Some(g) = group_of(&new) {
+                self.groups
+                    .entry(g.clone())
+                    .or_default()
+                    .insert(key.1.clone());
+                affected.insert(g);
+            }
+            self.tables.insert(key, new);
+        }
+    }
+
+    fn finish(&mut self, affected: BTreeSet<TableKey>, namespaces: BTreeSet<String>) {
+        for g in &affected {
+            self.rebuild_service(g);
+        }
+        if namespaces != self.namespaces {
+            self.namespaces = namespaces;
+            self.rebuild_core();
+        }
+    }
+
+    fn rebuild_service(&mut self, (ns, svc): &TableKey) {
+        let key = service_key(svc, ns);
+        if let Some(old) = self.services.remove(key.as_str()) {
+            for ip in old.addresses() {
+                match ip {
+                    IpAddr::V4(a) => without(&mut self.v4, v4_key(*a), &key),
+                    IpAddr::V6(a) => without(&mut self.v6, v6_key(*a), &key),
+                }
+            }
+            let (names, records) = old.counts();
+            self.service_counts.0 -= names;
+            self.service_counts.1 -= records;
+            let ns_key: &str = old.namespace();
+            let left = self.service_namespaces.get(ns_key).copied().unwrap_or(1) - 1;
+            if left == 0 {
+                self.service_namespaces.remove(ns_key);
+            } else {
+                self.service_namespaces.insert(Arc::from(ns_key), left);
+            }
+        }
+        let group: Vec<&IdentityTable> = self
+            .groups
+            .get(&(ns.clone(), svc.clone()))
+            .into_iter()
+            .flatten()
+            .filter_map(|set| self.tables.get(&(ns.clone(), set.clone())))
+            .collect();
+        if group.is_empty() {
+            return;
+        }
+        let Some((data, ptrs)) = ServiceData::build(ns, svc, &group, self.name_room) else {
+            return;
+        };
+        for (ip, target) in ptrs {
+            match ip {
+                IpAddr::V4(a) => with(&mut self.v4, v4_key(a), target),
+                IpAddr::V6(a) => with(&mut self.v6, v6_key(a), target),
+            }
+        }
+        let (names, records) = data.counts();
+        self.service_counts.0 += names;
+        self.service_counts.1 += records;
+        let ns_key: Arc<str> = Arc::from(data.namespace());
+        let n = self.service_namespaces.get(&*ns_key).copied().unwrap_or(0);
+        self.service_namespaces.insert(ns_key, n + 1);
+        self.services.insert(data.key().clone(), Arc::new(data));
+    }
+
+    fn rebuild_core(&mut self) {
+        let mut b = Builder::new(&self.cfg, 0);
+        b.apex_records();
+        for ns in &self.namespaces {
+            if let Some(n) = b.name(&[ns, "svc"]) {
+                b.exists(&n);
+            }
+            if let Some(n) = b.name(&[ns, "pod"]) {
+                b.exists(&n);
+            }
+        }
+        let mut core = b.finish();
+        // The apexes carry the serial and are made with each snapshot.
+        for z in &core.fast_zones {
+            core.core.remove(&z.wire);
+        }
+        self.core_counts = (core.names, core.records);
+        self.core = Arc::new(core.core);
+    }
+}
+
+fn with<K: Ord + Clone>(map: &mut imbl::OrdMap<K, Ptrs>, key: K, target: PtrTarget) {
+    let next = match map.get(&key) {
+        Some(p) => p.with(target),
+        None => Ptrs::One(target),
+    };
+    map.insert(key, next);
+}
+
+fn without<K: Ord + Clone>(map: &mut imbl::OrdMap<K, Ptrs>, key: K, service: &str) {
+    if let Some(p) = map.get(&key) {
+        match p.without_service(service) {
+            Some(rest) => {
+                map.insert(key, rest);
+            }
+            None => {
+                map.remove(&key);
+            }
+        }
+    }
+}
+
+/// The `(namespace, service)` a table's identities are published under, if any.
+fn group_of(t: &IdentityTable) -> Option<TableKey> {
+    (t.service_resolved() && !t.service.is_empty())
+        .then(|| (t.namespace.clone(), t.service.clone()))
+}
+
+fn count_states(t: &IdentityTable, states: &mut [usize; IdentityState::ALL.len()], add: bool) {
+    for i in &t.identities {
+        if let Some(k) = IdentityState::ALL.iter().position(|s| *s == i.state) {
+            if add {
+                states[k] += 1;
+            } else {
+                states[k] = states[k].saturating_sub(1);
+            }
+        }
+    }
 }
 
 type Key = (LowerName, RecordType);
@@ -100,7 +343,6 @@ struct SetBuilder {
 
 struct Builder<'a> {
     cfg: &'a IndexConfig,
-    serial: u32,
     zones: Vec<Zone>,
     /// Record sets under construction, de-duplicated by record.
     sets: HashMap<Key, SetBuilder>,
@@ -124,7 +366,6 @@ impl<'a> Builder<'a> {
             .collect();
         Builder {
             cfg,
-            serial,
             zones,
             sets: HashMap::new(),
             names: HashMap::new(),
@@ -196,16 +437,16 @@ impl<'a> Builder<'a> {
             .collect()
     }
 
-    fn apex_records(&mut self) {
-        let ttl = self.cfg.ttl;
-        let ns_name = Name::from_ascii("ns.dns.")
+    fn ns_name(&self) -> Name {
+        Name::from_ascii("ns.dns.")
             .and_then(|n| n.append_domain(&self.cfg.zone))
-            .expect("ns.dns.<zone> fits when the zone does");
-        // The name the NS records point at always exists, with or without addresses.
-        self.exists(&ns_name);
-        for ip in self.cfg.ns_addresses.clone() {
-            self.add(&ns_name, address_rdata(ip), ttl);
-        }
+            .expect("ns.dns.<zone> fits when the zone does")
+    }
+
+    /// The zone apexes: SOA, and NS with the name server's addresses as glue.
+    fn apex_records_only(&mut self) {
+        let ttl = self.cfg.ttl;
+        let ns_name = self.ns_name();
         let glue = self.address_records(&ns_name, &self.cfg.ns_addresses.clone());
         let apexes: Vec<(Name, Record)> = self
             .zones
@@ -217,6 +458,18 @@ impl<'a> Builder<'a> {
             self.add(&origin, RData::NS(NS(ns_name.clone())), ttl);
             self.add_glue(&origin, RecordType::NS, glue.clone());
         }
+    }
+
+    /// The apexes and the fixed names below the cluster zone.
+    fn apex_records(&mut self) {
+        let ttl = self.cfg.ttl;
+        let ns_name = self.ns_name();
+        // The name the NS records point at always exists, with or without addresses.
+        self.exists(&ns_name);
+        for ip in self.cfg.ns_addresses.clone() {
+            self.add(&ns_name, address_rdata(ip), ttl);
+        }
+        self.apex_records_only();
         if let Some(v) = self.name(&["dns-version"]) {
             self.add(
                 &v,
@@ -231,144 +484,11 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn service(&mut self, ns: &str, svc: &str, group: &[&IdentityTable]) {
-        let ttl = self.cfg.ttl;
-        let Some(svc_name) = self.name(&[svc, ns, "svc"]) else {
-            return;
-        };
-        let declared = group.iter().any(|t| t.ordinals.replicas > 0);
-        if declared {
-            self.exists(&svc_name);
-        }
-
-        // (target, ports of its table, priority, addresses) for every published identity.
-        struct Target<'t> {
-            name: Name,
-            addresses: &'t [IpAddr],
-            table: &'t IdentityTable,
-            priority: u16,
-        }
-        let mut targets: Vec<Target<'_>> = Vec::new();
-        for table in group {
-            for identity in &table.identities {
-                let declared_here = table.ordinals.contains(identity.ordinal);
-                if !declared_here && !identity.published {
-                    continue;
-                }
-                // The pod name: a published identity's hostname equals it (reconcile checks), and
-                // a declared one keeps its name even when its pod has another hostname.
-                let Some(host) = self.name(&[&identity.pod, svc, ns, "svc"]) else {
-                    continue;
-                };
-                self.exists(&host);
-                self.add(
-                    &host,
-                    RData::TXT(TXT::new(identity_facts(table, identity))),
-                    ttl,
-                );
-                if !identity.published {
-                    continue;
-                }
-                let priority = match table.srv_priority {
-                    SrvPriority::Uniform => 0,
-                    SrvPriority::Ordinal => {
-                        u16::try_from(identity.ordinal.saturating_sub(table.ordinals.start))
-                            .unwrap_or(u16::MAX)
-                    }
-                };
-                for ip in identity.published_addresses() {
-                    self.add(&host, address_rdata(*ip), ttl);
-                    self.add(&svc_name, address_rdata(*ip), ttl);
-                    self.add(
-                        &Name::from(*ip).to_lowercase(),
-                        RData::PTR(PTR(host.clone())),
-                        ttl,
-                    );
-                }
-                targets.push(Target {
-                    name: host,
-                    addresses: identity.published_addresses(),
-                    table,
-                    priority,
-                });
-            }
-        }
-
-        // Per-identity SRV: that identity's ports, target itself.
-        for t in &targets {
-            for p in &t.table.ports {
-                self.add(&t.name, srv(t.priority, p.port, &t.name), ttl);
-            }
-            let glue = self.address_records(&t.name, t.addresses);
-            self.add_glue(&t.name, RecordType::SRV, glue);
-        }
-
-        // Service SRV: every port, named or not, of every published identity.
-        for t in &targets {
-            for p in &t.table.ports {
-                self.add(&svc_name, srv(t.priority, p.port, &t.name), ttl);
-            }
-            let glue = self.address_records(&t.name, t.addresses);
-            self.add_glue(&svc_name, RecordType::SRV, glue);
-        }
-
-        // `_port._proto` SRV (and the underscore-less `port.proto` form CoreDNS also parses).
-        let mut named: BTreeSet<(String, String)> = BTreeSet::new();
-        for table in group
-            .iter()
-            .filter(|t| t.ordinals.replicas > 0 || t.published() > 0)
-        {
-            for p in &table.ports {
-                if let Some(name) = &p.name {
-                    named.insert((name.to_ascii_lowercase(), p.protocol.to_ascii_lowercase()));
-                }
-            }
-        }
-        for (port_name, proto) in named {
-            let forms = [
-                self.name(&[
-                    &format!("_{port_name}"),
-                    &format!("_{proto}"),
-                    svc,
-                    ns,
-                    "svc",
-                ]),
-                self.name(&[&port_name, &proto, svc, ns, "svc"]),
-            ];
-            let matching: Vec<(&Target<'_>, u16)> = targets
-                .iter()
-                .flat_map(|t| {
-                    t.table
-                        .ports
-                        .iter()
-                        .filter(|p| {
-                            p.name
-                                .as_deref()
-                                .is_some_and(|n| n.eq_ignore_ascii_case(&port_name))
-                                && p.protocol.eq_ignore_ascii_case(&proto)
-                        })
-                        .map(move |p| (t, p.port))
-                })
-                .collect();
-            for form in forms.into_iter().flatten() {
-                if declared {
-                    self.exists(&form);
-                }
-                for (t, port) in &matching {
-                    self.add(&form, srv(t.priority, *port, &t.name), ttl);
-                }
-                for (t, _) in &matching {
-                    let glue = self.address_records(&t.name, t.addresses);
-                    self.add_glue(&form, RecordType::SRV, glue);
-                }
-            }
-        }
-    }
-
-    fn finish(self, generation: u64) -> Snapshot {
+    /// The fixed names with every ancestor up to their zone (RFC 8020: an NXDOMAIN means
+    /// nothing exists below), their records and pre-encoded responses.
+    fn finish(self) -> Core {
         let Builder {
             cfg: _,
-            serial,
             zones,
             sets,
             names,
@@ -378,26 +498,18 @@ impl<'a> Builder<'a> {
         for ((lower, rtype), set) in sets {
             let SetBuilder {
                 owner,
-                mut answers,
+                answers,
                 additionals,
                 ..
             } = set;
-            if rtype == RecordType::SRV {
-                set_srv_weights(&mut answers);
-            }
             records += answers.len();
-            let (answers_len, additionals_len) =
-                encoded_lens(&owner, rtype, &answers, &additionals);
-            entries.entry(lower).or_default().rrsets.push(RrSet {
+            entries.entry(lower).or_default().rrsets.push(rrset(
+                &owner,
                 rtype,
-                answers: answers.into_boxed_slice(),
-                additionals: additionals.into_boxed_slice(),
-                answers_len,
-                additionals_len,
-            });
+                answers,
+                additionals,
+            ));
         }
-        // Every name exists, and so does every name between it and its zone (RFC 8020: an
-        // NXDOMAIN means nothing exists below).
         for (lower, name) in names {
             let mut current = name;
             let mut key = lower;
@@ -417,56 +529,68 @@ impl<'a> Builder<'a> {
         for z in &zones {
             entries.entry(z.origin.clone()).or_default();
         }
-        for e in entries.values_mut() {
-            e.rrsets.sort_by_key(|r| u16::from(r.rtype));
+        let names = entries.len();
+        let mut core = HashMap::with_capacity(entries.len());
+        for (lower, mut entry) in entries {
+            entry.rrsets.sort_by_key(|r| u16::from(r.rtype));
+            let name = Name::from(lower);
+            let fast = FastName {
+                rrsets: entry
+                    .rrsets
+                    .iter()
+                    .filter_map(|r| {
+                        Some((
+                            r.rtype,
+                            wire::prepare(&name, r.rtype, &r.answers, &r.additionals)?,
+                        ))
+                    })
+                    .collect(),
+            };
+            core.insert(
+                wire::wire_name(&name).into_boxed_slice(),
+                CoreName { entry, fast },
+            );
         }
-        let (fast, fast_zones) = fast_tables(&entries, &zones);
-        Snapshot {
-            generation,
-            serial,
-            loaded: true,
-            stats: SnapshotStats {
-                names: entries.len(),
-                records,
-                ..Default::default()
-            },
+        let fast_zones = zones
+            .iter()
+            .map(|z| FastZone {
+                wire: wire::wire_name(&Name::from(z.origin.clone())).into_boxed_slice(),
+                soa_tail: wire::soa_tail(&z.soa).unwrap_or_default(),
+            })
+            .collect();
+        Core {
             zones,
-            names: entries,
-            fast,
             fast_zones,
+            core,
+            names,
+            records,
         }
     }
 }
 
-fn identity_facts(table: &IdentityTable, identity: &crate::controller::Identity) -> Vec<String> {
-    let mut facts = vec![
-        format!("ordinal={}", identity.ordinal),
-        format!("set={}", table.stateful_set),
-        format!("state={}", identity.state),
-    ];
-    if let Some(rev) = &identity.revision {
-        facts.push(format!("revision={rev}"));
-    }
-    if !identity.claims.is_empty() {
-        facts.push(format!("claims={}", identity.claims.join(CLAIM_SEPARATOR)));
-    }
-    facts
+/// The fixed part of a snapshot.
+struct Core {
+    zones: Vec<Zone>,
+    fast_zones: Vec<FastZone>,
+    core: HashMap<Box<[u8]>, CoreName>,
+    names: usize,
+    records: usize,
 }
 
-/// An SRV record whose weight [`set_srv_weights`] fills in once its set is complete.
-fn srv(priority: u16, port: u16, target: &Name) -> RData {
-    RData::SRV(SRV::new(priority, 0, port, target.clone()))
-}
-
-/// Weight `max(1, floor(100 / N))`, N the records in the answer: counted after
-/// de-duplication, since two Service ports with one target port (53/UDP and 53/TCP) give one
-/// record, not two.
-fn set_srv_weights(answers: &mut [Record]) {
-    let weight = (100 / answers.len().max(1)).max(1) as u16;
-    for r in answers {
-        if let RData::SRV(s) = &mut r.data {
-            s.weight = weight;
-        }
+/// A record set with its encoded sizes.
+pub(crate) fn rrset(
+    owner: &Name,
+    rtype: RecordType,
+    answers: Vec<Record>,
+    additionals: Vec<Record>,
+) -> RrSet {
+    let (answers_len, additionals_len) = encoded_lens(owner, rtype, &answers, &additionals);
+    RrSet {
+        rtype,
+        answers,
+        additionals,
+        answers_len,
+        additionals_len,
     }
 }
 
@@ -526,38 +650,4 @@ fn encoded_lens(
     // Encoding into a Vec cannot run out of space; an error means a malformed record, which
     // the builder never makes. Fall back to "too large" so it is only ever sent over TCP.
     measure().unwrap_or((usize::MAX / 4, usize::MAX / 4))
-}
-
-/// The fast path's view: every name by lower-case wire format, each record set as a complete
-/// pre-encoded response, and each zone's SOA for negative answers.
-fn fast_tables(
-    entries: &HashMap<LowerName, NameEntry>,
-    zones: &[Zone],
-) -> (HashMap<Box<[u8]>, FastName>, Vec<FastZone>) {
-    let mut fast = HashMap::with_capacity(entries.len());
-    for (lower, entry) in entries {
-        let name = Name::from(lower.clone());
-        let rrsets = entry
-            .rrsets
-            .iter()
-            .filter_map(|r| {
-                Some((
-                    r.rtype,
-                    wire::prepare(&name, r.rtype, &r.answers, &r.additionals)?,
-                ))
-            })
-            .collect();
-        fast.insert(
-            wire::wire_name(&name).into_boxed_slice(),
-            FastName { rrsets },
-        );
-    }
-    let fast_zones = zones
-        .iter()
-        .map(|z| FastZone {
-            wire: wire::wire_name(&Name::from(z.origin.clone())).into_boxed_slice(),
-            soa_tail: wire::soa_tail(&z.soa).unwrap_or_default(),
-        })
-        .collect();
-    (fast, fast_zones)
 }

@@ -5,11 +5,16 @@
 //! names (so NXDOMAIN versus NODATA is one hash lookup). The query path only reads.
 
 mod build;
+pub mod service;
+pub mod sink;
 mod snapshot;
 pub mod wire;
 
-pub use build::{IndexConfig, SCHEMA_VERSION, build, placeholder};
-pub use snapshot::{FastName, FastZone, Lookup, NameEntry, RrSet, Snapshot, SnapshotStats, Zone};
+pub use build::{IndexConfig, Indexer, SCHEMA_VERSION, build, placeholder};
+pub use snapshot::{
+    CLUSTER, CoreName, FastName, FastZone, IN_ADDR, IP6, Lookup, NameEntry, Node, Ptrs, RrSet,
+    Snapshot, SnapshotStats, Zone,
+};
 
 #[cfg(test)]
 mod tests;

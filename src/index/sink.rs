@@ -1,0 +1,235 @@
+//! The two ends of a computed answer: wire format written in place (the fast path) and
+//! hickory records (the reference path that handles everything else).
+
+use std::io::Write;
+use std::net::IpAddr;
+
+use hickory_proto::rr::rdata::{A, AAAA, PTR, SRV, TXT};
+use hickory_proto::rr::{Name, RData, Record};
+
+use super::service::{Data, Host, Sink, split_key};
+
+const CLASS_IN: u16 = 1;
+
+/// Writes records after a question already in `out`, answers first, then glue. Owners of
+/// answers are a pointer to the question; an SRV target is written whole (RFC 2782 forbids
+/// compressing it) and the glue for it points back at it.
+pub struct WireSink<'o> {
+    out: &'o mut Vec<u8>,
+    ttl: u32,
+    /// The cluster zone in wire format, lower case.
+    zone: &'o [u8],
+    /// Where each target name was written: (set, ordinal, offset).
+    targets: [(usize, i32, u16); 32],
+    known: usize,
+    pub answers: u16,
+    pub additionals: u16,
+    /// Something could not be written (a TXT string over 255 bytes, an offset past 16 KiB):
+    /// the caller falls back to the reference path.
+    pub failed: bool,
+}
+
+impl<'o> WireSink<'o> {
+    pub fn new(out: &'o mut Vec<u8>, ttl: u32, zone: &'o [u8]) -> Self {
+        WireSink {
+            out,
+            ttl,
+            zone,
+            targets: [(0, 0, 0); 32],
+            known: 0,
+            answers: 0,
+            additionals: 0,
+            failed: false,
+        }
+    }
+
+    /// Owner (a pointer to the question), type, class, TTL; returns where RDLENGTH goes.
+    fn header(&mut self, rtype: u16) -> usize {
+        self.out.extend_from_slice(&[0xC0, 12]);
+        self.out.extend_from_slice(&rtype.to_be_bytes());
+        self.out.extend_from_slice(&CLASS_IN.to_be_bytes());
+        self.out.extend_from_slice(&self.ttl.to_be_bytes());
+        self.out.extend_from_slice(&[0, 0]);
+        self.out.len()
+    }
+
+    fn finish_rdata(&mut self, rdata_at: usize) {
+        let len = (self.out.len() - rdata_at) as u16;
+        self.out[rdata_at - 2..rdata_at].copy_from_slice(&len.to_be_bytes());
+    }
+
+    fn label(&mut self, args: std::fmt::Arguments<'_>) {
+        let at = self.out.len();
+        self.out.push(0);
+        let _ = self.out.write_fmt(args);
+        let len = self.out.len() - at - 1;
+        if len > 63 {
+            self.failed = true;
+        }
+        self.out[at] = len as u8;
+        self.out[at + 1..].make_ascii_lowercase();
+    }
+
+    /// `<set>-<ordinal>.<svc>.<ns>.svc.<zone>`, uncompressed; remembered for glue owners.
+    fn host(&mut self, host: Host<'_>) {
+        let at = self.out.len();
+        let (svc, ns) = split_key(host.service);
+        self.label(format_args!("{}-{}", host.set, host.ordinal));
+        self.label(format_args!("{svc}"));
+        self.label(format_args!("{ns}"));
+        self.out.extend_from_slice(b"\x03svc");
+        self.out.extend_from_slice(self.zone);
+        if self.known < self.targets.len() && at < 0x3fff {
+            self.targets[self.known] = (host.set.as_ptr() as usize, host.ordinal, at as u16);
+            self.known += 1;
+        }
+    }
+
+    fn host_pointer(&self, host: Host<'_>) -> Option<u16> {
+        let set = host.set.as_ptr() as usize;
+        self.targets[..self.known]
+            .iter()
+            .find(|(s, o, _)| *s == set && *o == host.ordinal)
+            .map(|(_, _, at)| *at)
+    }
+}
+
+impl Sink for WireSink<'_> {
+    fn answer(&mut self, data: Data<'_>) {
+        match data {
+            Data::A(a) => {
+                let at = self.header(1);
+                self.out.extend_from_slice(&a.octets());
+                self.finish_rdata(at);
+            }
+            Data::Aaaa(a) => {
+                let at = self.header(28);
+                self.out.extend_from_slice(&a.octets());
+                self.finish_rdata(at);
+            }
+            Data::Srv {
+                priority,
+                weight,
+                port,
+                target,
+            } => {
+                let at = self.header(33);
+                self.out.extend_from_slice(&priority.to_be_bytes());
+                self.out.extend_from_slice(&weight.to_be_bytes());
+                self.out.extend_from_slice(&port.to_be_bytes());
+                self.host(target);
+                self.finish_rdata(at);
+            }
+            Data::Txt(facts) => {
+                let at = self.header(16);
+                facts.each(|args| {
+                    let start = self.out.len();
+                    self.out.push(0);
+                    let _ = self.out.write_fmt(args);
+                    let len = self.out.len() - start - 1;
+                    if len > 255 {
+                        self.failed = true;
+                    }
+                    self.out[start] = len as u8;
+                });
+                self.finish_rdata(at);
+            }
+            Data::Ptr(host) => {
+                let at = self.header(12);
+                self.host(host);
+                self.finish_rdata(at);
+            }
+        }
+        self.answers += 1;
+    }
+
+    fn glue(&mut self, owner: Host<'_>, ip: IpAddr) {
+        match self.host_pointer(owner) {
+            Some(at) => self.out.extend_from_slice(&(0xC000 | at).to_be_bytes()),
+            None => self.host(owner),
+        }
+        let rtype: u16 = if ip.is_ipv4() { 1 } else { 28 };
+        self.out.extend_from_slice(&rtype.to_be_bytes());
+        self.out.extend_from_slice(&CLASS_IN.to_be_bytes());
+        self.out.extend_from_slice(&self.ttl.to_be_bytes());
+        match ip {
+            IpAddr::V4(a) => {
+                self.out.extend_from_slice(&4u16.to_be_bytes());
+                self.out.extend_from_slice(&a.octets());
+            }
+            IpAddr::V6(a) => {
+                self.out.extend_from_slice(&16u16.to_be_bytes());
+                self.out.extend_from_slice(&a.octets());
+            }
+        }
+        self.additionals += 1;
+    }
+}
+
+/// Builds hickory records: answers owned by `owner`, glue by their target names.
+pub struct RecordSink<'z> {
+    owner: Name,
+    zone: &'z Name,
+    ttl: u32,
+    pub answers: Vec<Record>,
+    pub additionals: Vec<Record>,
+}
+
+impl<'z> RecordSink<'z> {
+    pub fn new(owner: Name, zone: &'z Name, ttl: u32) -> Self {
+        RecordSink {
+            owner,
+            zone,
+            ttl,
+            answers: Vec::new(),
+            additionals: Vec::new(),
+        }
+    }
+
+    fn name(&self, host: Host<'_>) -> Name {
+        host_name(host, self.zone)
+    }
+}
+
+/// The name of `host` under `zone`, lower case.
+pub fn host_name(host: Host<'_>, zone: &Name) -> Name {
+    let (svc, ns) = split_key(host.service);
+    let text = format!("{}-{}.{svc}.{ns}.svc.", host.set, host.ordinal);
+    Name::from_ascii(&text)
+        .and_then(|n| n.append_domain(zone))
+        .map(|n| n.to_lowercase())
+        // The index only stores hosts whose names fit (checked when the Service is built).
+        .unwrap_or_else(|_| zone.clone())
+}
+
+impl Sink for RecordSink<'_> {
+    fn answer(&mut self, data: Data<'_>) {
+        let rdata = match data {
+            Data::A(a) => RData::A(A(a)),
+            Data::Aaaa(a) => RData::AAAA(AAAA(a)),
+            Data::Srv {
+                priority,
+                weight,
+                port,
+                target,
+            } => RData::SRV(SRV::new(priority, weight, port, self.name(target))),
+            Data::Txt(facts) => {
+                let mut strings = Vec::new();
+                facts.each(|args| strings.push(args.to_string()));
+                RData::TXT(TXT::new(strings))
+            }
+            Data::Ptr(host) => RData::PTR(PTR(self.name(host))),
+        };
+        self.answers
+            .push(Record::from_rdata(self.owner.clone(), self.ttl, rdata));
+    }
+
+    fn glue(&mut self, owner: Host<'_>, ip: IpAddr) {
+        let rdata = match ip {
+            IpAddr::V4(a) => RData::A(A(a)),
+            IpAddr::V6(a) => RData::AAAA(AAAA(a)),
+        };
+        self.additionals
+            .push(Record::from_rdata(self.name(owner), self.ttl, rdata));
+    }
+}
