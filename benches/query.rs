@@ -1,5 +1,6 @@
-//! Criterion benchmarks: the query path on a prepared packet, the index build, and the
-//! rebuild after one readiness change (the update path today rebuilds the whole snapshot).
+//! Criterion benchmarks: the query path on a prepared packet (the fast path the UDP and TCP
+//! listeners take, and the hickory path everything else takes), the index build, and the
+//! incremental update after one pod's readiness change.
 //!
 //! `cargo bench --bench query`
 
@@ -20,7 +21,7 @@ use petdns::controller::{
     SrvPriority,
 };
 use petdns::dns::{Authority, Capture};
-use petdns::index::{self, IndexConfig, Snapshot};
+use petdns::index::{self, IndexConfig, Indexer, Snapshot};
 
 /// `sets` StatefulSets of `pods` Ready identities each, in namespace `ns-<set / 10>`.
 fn tables(sets: usize, pods: i32) -> Vec<IdentityTable> {
@@ -126,7 +127,12 @@ fn bench_query(c: &mut Criterion) {
         ),
     ] {
         let raw = packet(name, rtype);
-        group.bench_function(what, |b| {
+        let (mut out, mut key) = (Vec::with_capacity(4096), Vec::with_capacity(256));
+        assert!(authority.fast_answer(&raw, &mut out, &mut key, false));
+        group.bench_function(format!("{what}, fast path"), |b| {
+            b.iter(|| authority.fast_answer(&raw, &mut out, &mut key, false))
+        });
+        group.bench_function(format!("{what}, hickory path"), |b| {
             b.iter(|| {
                 let request = Request::from_bytes(raw.clone(), src, Protocol::Udp).unwrap();
                 rt.block_on(authority.handle_request::<_, TokioTime>(&request, Capture::udp()))
@@ -139,15 +145,28 @@ fn bench_query(c: &mut Criterion) {
 fn bench_build(c: &mut Criterion) {
     let mut group = c.benchmark_group("index");
     group.sample_size(10);
-    let t = tables(1000, 10);
-    group.bench_function("build, 10,000 identities", |b| b.iter(|| snapshot(&t)));
-    // One pod's readiness changes: today the whole snapshot is rebuilt.
-    let mut changed = t.clone();
-    changed[500].identities[3].published = false;
-    changed[500].identities[3].state = IdentityState::NotReady;
+    let t = tables(10_000, 10);
+    group.bench_function("build, 100,000 identities", |b| b.iter(|| snapshot(&t)));
+    // One pod's readiness flips back and forth: only its Service is rebuilt, and the new
+    // snapshot shares everything else with the previous one.
+    let namespaces: BTreeSet<String> = t.iter().map(|t| t.namespace.clone()).collect();
+    let mut indexer = Indexer::new(config());
+    indexer.load(t.clone(), namespaces);
+    let ready = t[5000].clone();
+    let mut not_ready = ready.clone();
+    not_ready.identities[3].published = false;
+    not_ready.identities[3].state = IdentityState::NotReady;
+    let mut flip = false;
     group.bench_function(
-        "update after one readiness change, 10,000 identities",
-        |b| b.iter(|| snapshot(&changed)),
+        "update after one readiness change, 100,000 identities",
+        |b| {
+            b.iter(|| {
+                flip = !flip;
+                let table = if flip { &not_ready } else { &ready };
+                indexer.apply(vec![table.clone()], vec![]);
+                indexer.snapshot(2, 2)
+            })
+        },
     );
     group.finish();
 }

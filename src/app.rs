@@ -138,13 +138,33 @@ struct SnapshotPublisher {
 
 impl Publish for SnapshotPublisher {
     fn loaded(&mut self, tables: Vec<IdentityTable>, namespaces: BTreeSet<String>) {
+        self.index.load(tables, namespaces);
+        self.publish();
+    }
+
+    fn changed(&mut self, upserts: Vec<IdentityTable>, removed: Vec<(String, String)>) {
+        self.index.apply(upserts, removed);
+        self.publish();
+    }
+
+    fn rejected(&mut self) {
+        self.metrics.reload_errors.inc();
+    }
+
+    fn lease_write_failed(&mut self, _error: &LeaseError) {
+        self.metrics.lease_write_errors.inc();
+    }
+}
+
+impl SnapshotPublisher {
+    /// Publishes a snapshot of the indexer's current state.
+    fn publish(&mut self) {
         self.generation += 1;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
         self.serial = (now as u32).max(self.serial.wrapping_add(1));
-        self.index.load(tables, namespaces);
         let snap = self.index.snapshot(self.generation, self.serial);
         self.metrics.snapshot(self.generation, &snap.stats);
         info!(
@@ -158,14 +178,6 @@ impl Publish for SnapshotPublisher {
         self.metrics.reloads.inc();
         self.metrics.last_reload_seconds.set(now as f64);
         self.health.set_loaded();
-    }
-
-    fn rejected(&mut self) {
-        self.metrics.reload_errors.inc();
-    }
-
-    fn lease_write_failed(&mut self, _error: &LeaseError) {
-        self.metrics.lease_write_errors.inc();
     }
 }
 

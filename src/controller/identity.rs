@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The declared ordinal range `[start, start + replicas)`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct Ordinals {
     pub start: i32,
     pub replicas: i32,
@@ -27,7 +27,7 @@ impl Ordinals {
 
 /// One Service port as SRV answers carry it: name and protocol from the Service, `port` the
 /// target (container) port resolved against the pod template.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct PortSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -36,7 +36,7 @@ pub struct PortSpec {
 }
 
 /// How SRV priorities are assigned to a set's targets.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum SrvPriority {
     /// Priority 0 for every target, as CoreDNS answers.
     #[default]
@@ -90,7 +90,7 @@ impl fmt::Display for IdentityState {
 }
 
 /// One ordinal of a StatefulSet.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Identity {
     pub ordinal: i32,
@@ -115,7 +115,7 @@ impl Identity {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum ConditionStatus {
     True,
     False,
@@ -123,7 +123,7 @@ pub enum ConditionStatus {
 
 /// A condition with a reason a person can act on (`ServiceNotFound`, `ServiceNotHeadless`,
 /// `SelectorMismatch`, `SubdomainMismatch`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct Condition {
     #[serde(rename = "type")]
     pub type_: String,
@@ -133,7 +133,7 @@ pub struct Condition {
 }
 
 /// The identities of one StatefulSet and everything DNS needs to answer for them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IdentityTable {
     pub namespace: String,

@@ -116,16 +116,21 @@ impl Indexer {
         for (key, table) in fresh.drain() {
             self.change(key, Some(table), &mut affected);
         }
-        self.finish(affected, namespaces);
+        self.finish(affected, Some(namespaces));
     }
 
-    /// Some tables changed (`upserts`) or went away (`removed`, by namespace and set).
-    pub fn apply(
-        &mut self,
-        upserts: Vec<IdentityTable>,
-        removed: Vec<TableKey>,
-        namespaces: BTreeSet<String>,
-    ) {
+    /// Some tables changed (`upserts`) or went away (`removed`, by namespace and set). The
+    /// namespaces of the upserts are added to the existing ones (a namespace left empty stays
+    /// until the next [`Indexer::load`]).
+    pub fn apply(&mut self, upserts: Vec<IdentityTable>, removed: Vec<TableKey>) {
+        let mut namespaces = None::<BTreeSet<String>>;
+        for t in &upserts {
+            if !self.namespaces.contains(&t.namespace) {
+                namespaces
+                    .get_or_insert_with(|| self.namespaces.clone())
+                    .insert(t.namespace.clone());
+            }
+        }
         let mut affected = BTreeSet::new();
         for key in removed {
             self.change(key, None, &mut affected);
@@ -149,7 +154,8 @@ impl Indexer {
         }
         let mut by_state = [0usize; IdentityState::ALL.len()];
         by_state.copy_from_slice(&self.states);
-        let ptr_records = self.v4.values().chain(self.v6.values()).count();
+        // Reverse names (an address shared by two identities is one name with two PTRs).
+        let ptr_records = self.v4.len() + self.v6.len();
         Snapshot {
             generation,
             serial,
@@ -210,11 +216,14 @@ impl Indexer {
         }
     }
 
-    fn finish(&mut self, affected: BTreeSet<TableKey>, namespaces: BTreeSet<String>) {
+    /// Rebuilds the `affected` Services, and the fixed names if `namespaces` changed.
+    fn finish(&mut self, affected: BTreeSet<TableKey>, namespaces: Option<BTreeSet<String>>) {
         for g in &affected {
             self.rebuild_service(g);
         }
-        if namespaces != self.namespaces {
+        if let Some(namespaces) = namespaces
+            && namespaces != self.namespaces
+        {
             self.namespaces = namespaces;
             self.rebuild_core();
         }

@@ -1288,3 +1288,123 @@ fn regression_declared_identity_is_named_after_its_pod_not_a_foreign_hostname() 
     assert_nodata(&snap, &host("web-1"), RecordType::A);
     assert_nxdomain(&snap, &host("elsewhere"), RecordType::A);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Incremental updates: the same snapshot as a build from scratch
+// ---------------------------------------------------------------------------------------------
+
+/// Every name of `snap` with every answer, as text, for comparing two snapshots whole.
+fn answers_of(snap: &Snapshot) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for name in snap.all_names() {
+        let mut lines = Vec::new();
+        for rtype in [
+            RecordType::A,
+            RecordType::AAAA,
+            RecordType::SRV,
+            RecordType::TXT,
+            RecordType::PTR,
+            RecordType::NS,
+        ] {
+            if let Lookup::Found(_, rrset) = snap.lookup(&name, rtype) {
+                let mut answers: Vec<String> =
+                    rrset.answers.iter().map(|r| r.to_string()).collect();
+                let mut glue: Vec<String> =
+                    rrset.additionals.iter().map(|r| r.to_string()).collect();
+                // Record order within a set is not significant (and PTRs of a shared address
+                // follow the order of the changes).
+                answers.sort();
+                glue.sort();
+                lines.push(format!("{rtype}: {answers:?} glue {glue:?}"));
+            }
+        }
+        out.insert(name.to_string(), lines);
+    }
+    out
+}
+
+#[test]
+fn incremental_updates_give_the_snapshot_a_full_build_gives() {
+    use super::Indexer;
+    let ns = namespaces(&["default", "other"]);
+    let mut web = dual_stack(mk_statefulset("web", "nginx", 4));
+    web.ports.push(port(Some("metrics"), "TCP", 9090));
+    let mut db = mk_statefulset("db", "nginx", 2);
+    db.ports = vec![port(Some("web"), "TCP", 9080)];
+    let mut cache = mk_statefulset("cache", "cache", 3);
+    cache.namespace = "other".into();
+    let mut tables = vec![web.clone(), db.clone(), cache.clone()];
+
+    let mut indexer = Indexer::new(cfg());
+    indexer.load(tables.clone(), ns.clone());
+    let check = |indexer: &Indexer, tables: &[IdentityTable], step: &str| {
+        let incremental = indexer.snapshot(2, SERIAL);
+        let full = build(tables, &ns, &cfg(), 2, SERIAL);
+        let (a, b) = (answers_of(&incremental), answers_of(&full));
+        assert_eq!(
+            a.keys().collect::<Vec<_>>(),
+            b.keys().collect::<Vec<_>>(),
+            "{step}: names"
+        );
+        assert_eq!(a, b, "{step}: answers");
+        assert_eq!(
+            incremental.stats.names, full.stats.names,
+            "{step}: name count"
+        );
+        assert_eq!(
+            incremental.stats.records, full.stats.records,
+            "{step}: record count"
+        );
+        assert_eq!(
+            incremental.stats.identities_by_state, full.stats.identities_by_state,
+            "{step}: states"
+        );
+    };
+    check(&indexer, &tables, "load");
+
+    // One pod goes unready, then comes back with a new address.
+    let mut web2 = not_ready(web.clone(), 1);
+    indexer.apply(vec![web2.clone()], vec![]);
+    tables[0] = web2.clone();
+    check(&indexer, &tables, "web-1 not ready");
+    identity_mut(&mut web2, 1).state = IdentityState::Ready;
+    identity_mut(&mut web2, 1).published = true;
+    identity_mut(&mut web2, 1).addresses = vec![ip("192.0.2.99"), v6(1)];
+    indexer.apply(vec![web2.clone()], vec![]);
+    tables[0] = web2.clone();
+    check(&indexer, &tables, "web-1 back with a new address");
+
+    // db takes web-0's address (a shared PTR), then scales to 0.
+    let mut db2 = db.clone();
+    identity_mut(&mut db2, 0).addresses = vec![v4(0)];
+    indexer.apply(vec![db2.clone()], vec![]);
+    tables[1] = db2.clone();
+    check(&indexer, &tables, "shared address");
+    let mut db3 = mk_statefulset("db", "nginx", 0);
+    db3.ports = db2.ports.clone();
+    indexer.apply(vec![db3.clone()], vec![]);
+    tables[1] = db3;
+    check(&indexer, &tables, "db scaled to 0");
+
+    // cache moves to another Service, then loses its Service, then goes away.
+    let mut cache2 = cache.clone();
+    cache2.service = "cache-v2".into();
+    indexer.apply(vec![cache2.clone()], vec![]);
+    tables[2] = cache2.clone();
+    check(&indexer, &tables, "cache under another Service");
+    let cache3 = with_condition(cache2, ConditionStatus::False);
+    indexer.apply(vec![cache3.clone()], vec![]);
+    tables[2] = cache3;
+    check(&indexer, &tables, "cache's Service not headless");
+    indexer.apply(vec![], vec![("other".into(), "cache".into())]);
+    tables.remove(2);
+    check(&indexer, &tables, "cache deleted");
+
+    // A full load with one table changed rebuilds that Service only, and ends the same.
+    let mut web3 = web2.clone();
+    web3.identities.pop();
+    web3.ordinals.replicas = 3;
+    tables[0] = web3;
+    indexer.load(tables.clone(), ns.clone());
+    check(&indexer, &tables, "full load after scale-down");
+}

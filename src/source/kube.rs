@@ -12,7 +12,7 @@ use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::Publish;
 use super::manifests::BUILTIN_NAMESPACES;
@@ -80,6 +80,9 @@ impl<P: Publish> PeerSetSource<P> {
         });
         let mut events = futures::stream::select_all(streams);
         let mut published_once = false;
+        // What changed since the last publication: single objects, or everything (a relist).
+        let mut dirty: BTreeSet<Key> = BTreeSet::new();
+        let mut relisted = false;
         loop {
             let first = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
@@ -88,14 +91,32 @@ impl<P: Publish> PeerSetSource<P> {
                     None => anyhow::bail!("PeerSet watches ended"),
                 },
             };
-            let mut changed = self.handle(&mut states, first);
+            let mut changed = self.handle(&mut states, first, &mut dirty, &mut relisted);
             while let Some(Some(next)) = futures::FutureExt::now_or_never(events.next()) {
-                changed |= self.handle(&mut states, next);
+                changed |= self.handle(&mut states, next, &mut dirty, &mut relisted);
             }
             let all_synced = states.iter().all(|s| s.synced);
             let healthy = all_synced && states.iter().all(|s| !s.failing);
             self.metrics.watches_healthy.set(i64::from(healthy));
-            if all_synced && (changed || !published_once) {
+            if all_synced && published_once && changed && !relisted {
+                // One object's change costs that object, not the whole table set.
+                let mut upserts = Vec::new();
+                let mut removed = Vec::new();
+                for key in std::mem::take(&mut dirty) {
+                    match states.iter().find_map(|s| s.tables.get(&key)) {
+                        Some(t) => upserts.push(t.clone()),
+                        None => removed.push(key),
+                    }
+                }
+                debug!(
+                    changed = upserts.len(),
+                    removed = removed.len(),
+                    "PeerSets changed"
+                );
+                self.publish.changed(upserts, removed);
+            } else if all_synced && (changed || !published_once) {
+                dirty.clear();
+                relisted = false;
                 let tables: Vec<IdentityTable> = states
                     .iter()
                     .flat_map(|s| s.tables.values().cloned())
@@ -116,6 +137,8 @@ impl<P: Publish> PeerSetSource<P> {
         &mut self,
         states: &mut [WatchState],
         (i, event): (usize, Result<Event<PeerSet>, watcher::Error>),
+        dirty: &mut BTreeSet<Key>,
+        relisted: &mut bool,
     ) -> bool {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -150,15 +173,30 @@ impl<P: Publish> PeerSetSource<P> {
                 state.synced = true;
                 let changed = fresh != state.tables;
                 state.tables = fresh;
+                *relisted |= changed;
                 changed
             }
             Ok(Event::Apply(ps)) => match self.accept(&ps, &state.tables) {
-                Some((key, table)) => state.tables.insert(key, table.clone()) != Some(table),
+                Some((key, table)) => {
+                    let changed = state.tables.get(&key) != Some(&table);
+                    if changed {
+                        dirty.insert(key.clone());
+                        state.tables.insert(key, table);
+                    }
+                    changed
+                }
                 None => false,
             },
             Ok(Event::Delete(ps)) => {
                 match (ps.metadata.namespace.clone(), ps.metadata.name.clone()) {
-                    (Some(ns), Some(name)) => state.tables.remove(&(ns, name)).is_some(),
+                    (Some(ns), Some(name)) => {
+                        let key = (ns, name);
+                        let changed = state.tables.remove(&key).is_some();
+                        if changed {
+                            dirty.insert(key);
+                        }
+                        changed
+                    }
                     _ => false,
                 }
             }

@@ -17,6 +17,9 @@ pub use watch::ManifestSource;
 pub trait Publish: Send {
     /// A load succeeded: these are now all the tables.
     fn loaded(&mut self, tables: Vec<IdentityTable>, namespaces: BTreeSet<String>);
+    /// Some tables changed since the last publication (`upserts`), some went away (`removed`,
+    /// by namespace and StatefulSet); the others are unchanged. Only after a first `loaded`.
+    fn changed(&mut self, upserts: Vec<IdentityTable>, removed: Vec<(String, String)>);
     /// Input was rejected; the previous tables keep serving.
     fn rejected(&mut self);
     /// The lease file could not be written.

@@ -4,7 +4,8 @@
 //! renaming it over the old one (vim, VS Code) and ConfigMap volumes (a `..data` symlink swap)
 //! are seen. Bursts of events are debounced into one reload.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ use super::Publish;
 use super::embedded;
 use super::leases::LeaseStore;
 use super::manifests::{self, ManifestError};
-use crate::controller::{IdentityTable, SrvPriority};
+use crate::controller::{Condition, IdentityTable, SrvPriority};
 
 /// Quiet time after the last file event before reloading.
 const DEBOUNCE: Duration = Duration::from_millis(50);
@@ -31,7 +32,11 @@ pub struct ManifestSource<P: Publish> {
     leases: LeaseStore,
     srv_default: SrvPriority,
     publish: P,
-    last: Option<(Vec<IdentityTable>, BTreeSet<String>)>,
+    /// A digest of the last tables and namespaces published, to skip publishing the same again
+    /// (the tables themselves live once, in the index).
+    last: Option<u64>,
+    /// The conditions of each table last published, to log only changes.
+    last_conditions: HashMap<(String, String), Vec<Condition>>,
     /// The errors of the last rejected load, so one bad save is reported once.
     last_rejected: Option<Vec<ManifestError>>,
 }
@@ -50,6 +55,7 @@ impl<P: Publish> ManifestSource<P> {
             srv_default,
             publish,
             last: None,
+            last_conditions: HashMap::new(),
             last_rejected: None,
         }
     }
@@ -93,18 +99,26 @@ impl<P: Publish> ManifestSource<P> {
             error!(error = %e, "could not persist address leases; addresses may change after a restart");
             self.publish.lease_write_failed(&e);
         }
-        log_condition_changes(
-            self.last.as_ref().map(|(t, _)| t.as_slice()).unwrap_or(&[]),
-            &tables,
-        );
+        log_condition_changes(&self.last_conditions, &tables);
+        self.last_conditions = tables
+            .iter()
+            .map(|t| {
+                (
+                    (t.namespace.clone(), t.stateful_set.clone()),
+                    t.conditions.clone(),
+                )
+            })
+            .collect();
         let namespaces = objects.all_namespaces();
+        drop(objects);
         let identities: usize = tables.iter().map(|t| t.identities.len()).sum();
         let published: usize = tables.iter().map(|t| t.published()).sum();
-        if self
-            .last
-            .as_ref()
-            .is_some_and(|(t, n)| *t == tables && *n == namespaces)
-        {
+        let digest = {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (&tables, &namespaces).hash(&mut h);
+            h.finish()
+        };
+        if self.last == Some(digest) {
             info!(
                 statefulsets = tables.len(),
                 identities,
@@ -121,7 +135,7 @@ impl<P: Publish> ManifestSource<P> {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "manifests loaded"
         );
-        self.last = Some((tables.clone(), namespaces.clone()));
+        self.last = Some(digest);
         self.publish.loaded(tables, namespaces);
         true
     }
@@ -203,13 +217,14 @@ fn watch(paths: &[PathBuf], changed: Arc<Notify>) -> anyhow::Result<RecommendedW
 }
 
 /// One log line per condition that changed since the last accepted load (not one per reload).
-fn log_condition_changes(before: &[IdentityTable], after: &[IdentityTable]) {
+fn log_condition_changes(
+    before: &HashMap<(String, String), Vec<Condition>>,
+    after: &[IdentityTable],
+) {
     for t in after {
-        let old = before
-            .iter()
-            .find(|o| o.namespace == t.namespace && o.stateful_set == t.stateful_set);
+        let old = before.get(&(t.namespace.clone(), t.stateful_set.clone()));
         for c in &t.conditions {
-            let was = old.and_then(|o| o.conditions.iter().find(|x| x.type_ == c.type_));
+            let was = old.and_then(|o| o.iter().find(|x| x.type_ == c.type_));
             if was.is_some_and(|w| w.status == c.status && w.reason == c.reason) {
                 continue;
             }
