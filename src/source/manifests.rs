@@ -44,7 +44,8 @@ pub struct Objects {
     pub namespaces: BTreeSet<String>,
     pub services: BTreeMap<(String, String), Service>,
     pub stateful_sets: BTreeMap<(String, String), StatefulSet>,
-    pub pods: BTreeMap<(String, String), Pod>,
+    /// Boxed: a `Pod` is large, and a B-tree moves its values when it splits a node.
+    pub pods: BTreeMap<(String, String), Box<Pod>>,
     pub nodes: BTreeMap<String, Node>,
 }
 
@@ -135,6 +136,101 @@ pub fn load(paths: &[PathBuf]) -> Result<Objects, Vec<ManifestError>> {
     }
 }
 
+/// One document, parsed (the part that can run in parallel).
+enum Parsed {
+    /// Blank, comments only, or a kind petdns does not use.
+    Skip,
+    /// A document that does not parse: (line within the document, reason).
+    Invalid(usize, String),
+    /// `kind` missing.
+    NoKind,
+    Object(String, Result<Object, (usize, String)>),
+    /// A `List`: each item's kind and object (or why it was not one).
+    List(Vec<(String, Result<Option<Object>, String>)>),
+}
+
+/// An object of a kind petdns uses.
+enum Object {
+    Namespace(Box<Namespace>),
+    Service(Box<Service>),
+    StatefulSet(Box<StatefulSet>),
+    Pod(Box<Pod>),
+    Node(Box<Node>),
+}
+
+fn parse_doc(doc: &str) -> Parsed {
+    if doc.lines().all(|l| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#')
+    }) {
+        return Parsed::Skip;
+    }
+    let meta: TypeMeta = match typed(doc) {
+        Ok(m) => m,
+        Err((line, reason)) => return Parsed::Invalid(line, reason),
+    };
+    let Some(kind) = meta.kind else {
+        return Parsed::NoKind;
+    };
+    if kind == "List" {
+        let list: ListItems = match typed(doc) {
+            Ok(l) => l,
+            Err((line, reason)) => return Parsed::Invalid(line, reason),
+        };
+        let items = list
+            .items
+            .into_iter()
+            .map(|item| {
+                let item_kind = item
+                    .get("kind")
+                    .and_then(|k| k.as_str())
+                    .unwrap_or("")
+                    .to_string();
+                let object = object_from_value(&item_kind, item);
+                (item_kind, object)
+            })
+            .collect();
+        return Parsed::List(items);
+    }
+    let object = match kind.as_str() {
+        "Namespace" => typed(doc).map(|o| Object::Namespace(Box::new(o))),
+        "Service" => typed(doc).map(|o| Object::Service(Box::new(o))),
+        "StatefulSet" => typed(doc).map(|o| Object::StatefulSet(Box::new(o))),
+        "Pod" => typed(doc).map(|o| Object::Pod(Box::new(o))),
+        "Node" => typed(doc).map(|o| Object::Node(Box::new(o))),
+        other => {
+            debug!(kind = other, api_version = ?meta.api_version, "skipping a kind petdns does not use");
+            return Parsed::Skip;
+        }
+    };
+    Parsed::Object(kind, object)
+}
+
+/// Parses documents on every core: parsing is most of a large load, and each document is
+/// independent. The results come back in document order.
+fn parse_all<'t>(docs: &[(usize, &'t str)]) -> Vec<Parsed> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(docs.len() / 256 + 1);
+    if threads <= 1 {
+        return docs.iter().map(|(_, d)| parse_doc(d)).collect();
+    }
+    let chunk = docs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = docs
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || part.iter().map(|(_, d)| parse_doc(d)).collect::<Vec<_>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
 /// Parses one file's text into `objects`.
 pub fn parse_into(
     file: &Path,
@@ -143,74 +239,55 @@ pub fn parse_into(
     seen: &mut BTreeMap<String, (PathBuf, usize)>,
     errors: &mut Vec<ManifestError>,
 ) {
-    for (first_line, doc) in split_documents(text) {
+    let docs = split_documents(text);
+    let parsed = parse_all(&docs);
+    for ((first_line, _), parsed) in docs.iter().zip(parsed) {
+        let first_line = *first_line;
         let err = |line: usize, reason: String| ManifestError {
             file: file.to_path_buf(),
             line,
             reason,
         };
-        if doc.lines().all(|l| {
-            let t = l.trim();
-            t.is_empty() || t.starts_with('#')
-        }) {
-            continue;
-        }
-        let meta: TypeMeta = match serde_saphyr::from_str(doc) {
-            Ok(m) => m,
-            Err(e) => {
-                let (line, reason) = describe(&e);
+        match parsed {
+            Parsed::Skip => {}
+            Parsed::Invalid(line, reason) => {
                 errors.push(err(first_line + line.saturating_sub(1), reason));
-                continue;
             }
-        };
-        let Some(kind) = meta.kind else {
-            errors.push(err(first_line, "document has no `kind`".into()));
-            continue;
-        };
-        if kind == "List" {
-            let list: ListItems = match serde_saphyr::from_str(doc) {
-                Ok(l) => l,
-                Err(e) => {
-                    let (line, reason) = describe(&e);
-                    errors.push(err(first_line + line.saturating_sub(1), reason));
-                    continue;
-                }
-            };
-            for (i, item) in list.items.into_iter().enumerate() {
-                let item_kind = item
-                    .get("kind")
-                    .and_then(|k| k.as_str())
-                    .unwrap_or("")
-                    .to_string();
-                let added = add_value(&item_kind, item, objects)
-                    .map(|key| key.map(|k| record_seen(seen, k, file, first_line, errors)));
-                if let Err(reason) = added {
-                    errors.push(err(
-                        first_line,
-                        format!("List item {i} ({item_kind}): {reason}"),
-                    ));
+            Parsed::NoKind => errors.push(err(first_line, "document has no `kind`".into())),
+            Parsed::List(items) => {
+                for (i, (item_kind, object)) in items.into_iter().enumerate() {
+                    let added = object.and_then(|o| match o {
+                        Some(o) => add_object(o, objects)
+                            .map(|k| Some(record_seen(seen, k, file, first_line, errors)))
+                            .map_err(|(_, reason)| reason),
+                        None => Ok(None),
+                    });
+                    if let Err(reason) = added {
+                        errors.push(err(
+                            first_line,
+                            format!("List item {i} ({item_kind}): {reason}"),
+                        ));
+                    }
                 }
             }
-            continue;
+            Parsed::Object(kind, object) => match object.and_then(|o| add_object(o, objects)) {
+                Ok(key) => record_seen(seen, key, file, first_line, errors),
+                Err((line, reason)) => errors.push(err(
+                    first_line + line.saturating_sub(1),
+                    format!("{kind}: {reason}"),
+                )),
+            },
         }
-        let added = match kind.as_str() {
-            "Namespace" => typed::<Namespace>(doc).and_then(|o| add_namespace(o, objects)),
-            "Service" => typed::<Service>(doc).and_then(|o| add_service(o, objects)),
-            "StatefulSet" => typed::<StatefulSet>(doc).and_then(|o| add_stateful_set(o, objects)),
-            "Pod" => typed::<Pod>(doc).and_then(|o| add_pod(o, objects)),
-            "Node" => typed::<Node>(doc).and_then(|o| add_node(o, objects)),
-            other => {
-                debug!(file = %file.display(), line = first_line, kind = other, api_version = ?meta.api_version, "skipping a kind petdns does not use");
-                continue;
-            }
-        };
-        match added {
-            Ok(key) => record_seen(seen, key, file, first_line, errors),
-            Err((line, reason)) => errors.push(err(
-                first_line + line.saturating_sub(1),
-                format!("{kind}: {reason}"),
-            )),
-        }
+    }
+}
+
+fn add_object(o: Object, objects: &mut Objects) -> Added {
+    match o {
+        Object::Namespace(o) => add_namespace(*o, objects),
+        Object::Service(o) => add_service(*o, objects),
+        Object::StatefulSet(o) => add_stateful_set(*o, objects),
+        Object::Pod(o) => add_pod(o, objects),
+        Object::Node(o) => add_node(*o, objects),
     }
 }
 
@@ -234,27 +311,33 @@ fn record_seen(
 
 type Added = Result<String, (usize, String)>;
 
+/// A document as `T`. A document written as JSON (as `kubectl get -o json` and generators
+/// write them) is read by the JSON parser, many times faster; YAML is a superset of JSON, so
+/// the result is the same, and anything the JSON parser refuses (comments, YAML flow syntax,
+/// errors to report with a line) goes to the YAML parser.
 fn typed<T: DeserializeOwned>(doc: &str) -> Result<T, (usize, String)> {
+    if doc.trim_start().starts_with('{')
+        && let Ok(v) = serde_json::from_str::<T>(doc)
+    {
+        return Ok(v);
+    }
     serde_saphyr::from_str::<T>(doc).map_err(|e| describe(&e))
 }
 
-fn add_value(
-    kind: &str,
-    value: serde_json::Value,
-    objects: &mut Objects,
-) -> Result<Option<String>, String> {
-    fn conv<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, (usize, String)> {
-        serde_json::from_value(v).map_err(|e| (0, e.to_string()))
+fn object_from_value(kind: &str, value: serde_json::Value) -> Result<Option<Object>, String> {
+    fn conv<T: DeserializeOwned>(v: serde_json::Value) -> Result<Box<T>, String> {
+        serde_json::from_value(v)
+            .map(Box::new)
+            .map_err(|e| e.to_string())
     }
-    let r = match kind {
-        "Namespace" => conv::<Namespace>(value).and_then(|o| add_namespace(o, objects)),
-        "Service" => conv::<Service>(value).and_then(|o| add_service(o, objects)),
-        "StatefulSet" => conv::<StatefulSet>(value).and_then(|o| add_stateful_set(o, objects)),
-        "Pod" => conv::<Pod>(value).and_then(|o| add_pod(o, objects)),
-        "Node" => conv::<Node>(value).and_then(|o| add_node(o, objects)),
+    Ok(Some(match kind {
+        "Namespace" => Object::Namespace(conv(value)?),
+        "Service" => Object::Service(conv(value)?),
+        "StatefulSet" => Object::StatefulSet(conv(value)?),
+        "Pod" => Object::Pod(conv(value)?),
+        "Node" => Object::Node(conv(value)?),
         _ => return Ok(None),
-    };
-    r.map(Some).map_err(|(_, reason)| reason)
+    }))
 }
 
 fn name_of(
@@ -354,7 +437,7 @@ fn add_stateful_set(mut o: StatefulSet, objects: &mut Objects) -> Added {
     Ok(format!("StatefulSet {ns}/{name}"))
 }
 
-fn add_pod(mut o: Pod, objects: &mut Objects) -> Added {
+fn add_pod(mut o: Box<Pod>, objects: &mut Objects) -> Added {
     let name = name_of(&o.metadata)?;
     let ns = namespace_of(&mut o.metadata)?;
     objects.pods.insert((ns.clone(), name.clone()), o);
@@ -418,7 +501,8 @@ pub fn split_documents(text: &str) -> Vec<(usize, &str)> {
     for (i, line) in text.split_inclusive('\n').enumerate() {
         let bare = line.trim_end_matches(['\n', '\r']);
         let is_marker = |m: &str| {
-            bare == m || bare.starts_with(&format!("{m} ")) || bare.starts_with(&format!("{m}\t"))
+            bare.strip_prefix(m)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
         };
         if is_marker("---") || is_marker("...") {
             docs.push((start_line, &text[start_byte..offset]));

@@ -140,12 +140,29 @@ impl<P: Publish> ManifestSource<P> {
         true
     }
 
+    /// [`Self::reload`] on a thread of its own that ends with it: parsing a large manifest set
+    /// allocates many times what the result keeps, and the allocator returns a thread's free
+    /// memory to the system when the thread ends (a pooled thread would hold it for seconds).
+    fn reload_on_own_thread(&mut self) -> bool {
+        tokio::task::block_in_place(|| {
+            let spawned = std::thread::scope(|scope| {
+                std::thread::Builder::new()
+                    .name("manifest-load".into())
+                    .spawn_scoped(scope, || self.reload())
+                    .map(|t| t.join().unwrap_or(false))
+                    .ok()
+            });
+            // No thread to be had: load here.
+            spawned.unwrap_or_else(|| self.reload())
+        })
+    }
+
     /// Watches the paths and reloads on change until `shutdown`.
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let changed = Arc::new(Notify::new());
         // Watch first, then load: an edit made while loading is not missed.
         let _watcher = watch(&self.paths, changed.clone())?;
-        if !tokio::task::block_in_place(|| self.reload()) {
+        if !self.reload_on_own_thread() {
             warn!(
                 "the manifests are invalid: answering SERVFAIL and not ready until they are fixed"
             );
@@ -165,7 +182,7 @@ impl<P: Publish> ManifestSource<P> {
                     _ = tokio::time::sleep(DEBOUNCE.min(left)) => break,
                 }
             }
-            tokio::task::block_in_place(|| self.reload());
+            self.reload_on_own_thread();
         }
     }
 }
