@@ -9,7 +9,7 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use tracing::warn;
 
-use super::service::{PtrTarget, ServiceData, service_key};
+use super::service::{PtrTarget, ServiceData, SetData, service_key};
 use super::snapshot::{
     CoreName, FastName, FastZone, NameEntry, Ptrs, RrSet, Snapshot, SnapshotStats, Zone, v4_key,
     v6_key,
@@ -54,13 +54,22 @@ pub fn placeholder(cfg: &IndexConfig) -> Snapshot {
 
 type TableKey = (String, String);
 
+/// What the index keeps of one table: where it publishes, its compact data, its counts.
+#[derive(Debug, PartialEq, Eq)]
+struct TableEntry {
+    group: Option<TableKey>,
+    set: Option<Arc<SetData>>,
+    states: [usize; IdentityState::ALL.len()],
+}
+
 /// Keeps the tables and the snapshot's parts between changes, so that a change rebuilds only
 /// the Services it touches and a new snapshot shares everything else with the previous one.
 pub struct Indexer {
     cfg: IndexConfig,
     /// Room for the labels of a name below the cluster zone (255 minus the zone's length).
     name_room: usize,
-    tables: HashMap<TableKey, IdentityTable>,
+    /// Per table: what the index keeps of it (not the table itself).
+    tables: HashMap<TableKey, TableEntry>,
     /// `(namespace, service)` to the sets it governs.
     groups: HashMap<TableKey, BTreeSet<String>>,
     namespaces: BTreeSet<String>,
@@ -188,12 +197,25 @@ impl Indexer {
         new: Option<IdentityTable>,
         affected: &mut BTreeSet<TableKey>,
     ) {
+        let new = new.map(|t| {
+            let group = group_of(&t);
+            let set = group
+                .as_ref()
+                .and_then(|(ns, svc)| SetData::build(&t, ns, svc, self.name_room))
+                .map(Arc::new);
+            let mut states = [0; IdentityState::ALL.len()];
+            count_states(&t, &mut states);
+            TableEntry { group, set, states }
+        });
+        // Conditions, node names and the like do not change an answer: nothing to rebuild.
         if self.tables.get(&key) == new.as_ref() {
             return;
         }
         if let Some(old) = self.tables.remove(&key) {
-            count_states(&old, &mut self.states, false);
-            if let Some(g) = group_of(&old) {
+            for (total, n) in self.states.iter_mut().zip(old.states) {
+                *total = total.saturating_sub(n);
+            }
+            if let Some(g) = old.group {
                 if let Some(sets) = self.groups.get_mut(&g) {
                     sets.remove(&key.1);
                     if sets.is_empty() {
@@ -204,13 +226,15 @@ impl Indexer {
             }
         }
         if let Some(new) = new {
-            count_states(&new, &mut self.states, true);
-            if let Some(g) = group_of(&new) {
+            for (total, n) in self.states.iter_mut().zip(new.states) {
+                *total += n;
+            }
+            if let Some(g) = &new.group {
                 self.groups
                     .entry(g.clone())
                     .or_default()
                     .insert(key.1.clone());
-                affected.insert(g);
+                affected.insert(g.clone());
             }
             self.tables.insert(key, new);
         }
@@ -249,17 +273,17 @@ impl Indexer {
                 self.service_namespaces.insert(Arc::from(ns_key), left);
             }
         }
-        let group: Vec<&IdentityTable> = self
+        let sets: Vec<Arc<SetData>> = self
             .groups
             .get(&(ns.clone(), svc.clone()))
             .into_iter()
             .flatten()
-            .filter_map(|set| self.tables.get(&(ns.clone(), set.clone())))
+            .filter_map(|set| self.tables.get(&(ns.clone(), set.clone()))?.set.clone())
             .collect();
-        if group.is_empty() {
+        if sets.is_empty() {
             return;
         }
-        let Some((data, ptrs)) = ServiceData::build(ns, svc, &group, self.name_room) else {
+        let Some((data, ptrs)) = ServiceData::build(ns, svc, sets) else {
             return;
         };
         for (ip, target) in ptrs {
@@ -325,14 +349,10 @@ fn group_of(t: &IdentityTable) -> Option<TableKey> {
         .then(|| (t.namespace.clone(), t.service.clone()))
 }
 
-fn count_states(t: &IdentityTable, states: &mut [usize; IdentityState::ALL.len()], add: bool) {
+fn count_states(t: &IdentityTable, states: &mut [usize; IdentityState::ALL.len()]) {
     for i in &t.identities {
         if let Some(k) = IdentityState::ALL.iter().position(|s| *s == i.state) {
-            if add {
-                states[k] += 1;
-            } else {
-                states[k] = states[k].saturating_sub(1);
-            }
+            states[k] += 1;
         }
     }
 }

@@ -98,7 +98,7 @@ pub trait Sink {
     fn glue(&mut self, owner: Host<'_>, ip: IpAddr);
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 struct Ident {
     ordinal: i32,
     /// This identity's published addresses: `addrs[addr_start..addr_start + addr_len]`.
@@ -113,11 +113,22 @@ struct Ident {
     claims: Option<Box<str>>,
 }
 
-#[derive(Debug)]
-struct SetData {
+/// A Service port: name (if any), protocol, number; lower case.
+type ServicePort = (Option<Box<str>>, Box<str>, u16);
+
+/// One StatefulSet's identities, as its Service publishes them; built from its table alone,
+/// so a change to one set rebuilds only this and its Service's small summary.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SetData {
     name: Arc<str>,
+    /// `replicas > 0`: its Service's names exist even with nothing published.
+    declared: bool,
     /// Distinct SRV ports of the set's Service ports, in order.
     srv_ports: Box<[u16]>,
+    /// The Service ports as (name, protocol, port), lower case, for the named-port names.
+    ports: Box<[ServicePort]>,
+    /// The published addresses; each identity has a slice.
+    addrs: Box<[IpAddr]>,
     revisions: Box<[Box<str>]>,
     claim_templates: Box<[Box<str>]>,
     /// Sorted by ordinal.
@@ -155,8 +166,7 @@ pub struct ServiceData {
     /// `<svc>.<ns>`, lower case.
     key: Arc<str>,
     svc_len: usize,
-    sets: Box<[SetData]>,
-    addrs: Box<[IpAddr]>,
+    sets: Box<[Arc<SetData>]>,
     /// The Service's A and AAAA answers, de-duplicated.
     v4: Box<[Ipv4Addr]>,
     v6: Box<[Ipv6Addr]>,
@@ -212,139 +222,46 @@ fn ordinal_of(label: &[u8], set: &str) -> Option<i32> {
 }
 
 impl ServiceData {
-    /// Builds the data of Service `svc` in `ns` from the resolved tables that name it, with the
-    /// reverse entries it publishes; `None` when nothing exists under the Service.
-    /// `name_room` is how many bytes a name below the zone may take (255 minus the zone).
+    /// Builds the data of Service `svc` in `ns` from its sets' data (in set-name order), with
+    /// the reverse entries it publishes; `None` when nothing exists under the Service.
     pub fn build(
         ns: &str,
         svc: &str,
-        group: &[&IdentityTable],
-        name_room: usize,
+        sets: Vec<Arc<SetData>>,
     ) -> Option<(ServiceData, Vec<(IpAddr, PtrTarget)>)> {
         let key: Arc<str> = Arc::from(service_key(svc, ns));
-        // `<pod>.<svc>.<ns>.svc.` below the zone: labels with their length bytes.
-        let fixed = 1 + svc.len() + 1 + ns.len() + 4;
-        if svc.is_empty() || svc.len() > 63 || ns.is_empty() || ns.len() > 63 {
-            warn!(
-                service = svc,
-                namespace = ns,
-                "skipping a Service whose name is not valid in DNS"
-            );
+        let declared = sets.iter().any(|s| s.declared);
+        if !declared && sets.iter().all(|s| s.idents.is_empty()) {
             return None;
         }
-        if fixed > name_room {
-            warn!(
-                service = svc,
-                namespace = ns,
-                "skipping a Service whose name is too long for DNS"
-            );
-            return None;
-        }
-        let declared = group.iter().any(|t| t.ordinals.replicas > 0);
-        let mut addrs: Vec<IpAddr> = Vec::new();
-        let mut sets = Vec::with_capacity(group.len());
         let mut ptrs = Vec::new();
-        for table in group {
-            let set: Arc<str> = Arc::from(table.stateful_set.to_ascii_lowercase());
-            let mut srv_ports: Vec<u16> = Vec::new();
-            for p in &table.ports {
-                if !srv_ports.contains(&p.port) {
-                    srv_ports.push(p.port);
+        for set in &sets {
+            for i in set.idents.iter() {
+                for ip in set.addrs_of(i) {
+                    ptrs.push((
+                        *ip,
+                        PtrTarget {
+                            service: key.clone(),
+                            set: set.name.clone(),
+                            ordinal: i.ordinal,
+                        },
+                    ));
                 }
             }
-            let claim_templates = claim_templates(table, &set);
-            let mut revisions: Vec<Box<str>> = Vec::new();
-            let mut idents: Vec<Ident> = Vec::new();
-            for identity in &table.identities {
-                if !table.ordinals.contains(identity.ordinal) && !identity.published {
-                    continue;
-                }
-                let label_len = set.len() + 1 + ordinal_len(identity.ordinal);
-                let derived = identity
-                    .pod
-                    .eq_ignore_ascii_case(&format!("{}-{}", set, identity.ordinal));
-                if !derived || label_len > 63 || fixed + 1 + label_len > name_room {
-                    warn!(pod = %identity.pod, service = svc, namespace = ns, "skipping a pod whose name is not valid in DNS");
-                    continue;
-                }
-                let start = addrs.len();
-                for ip in identity.published_addresses() {
-                    if !addrs[start..].contains(ip) {
-                        addrs.push(*ip);
-                        ptrs.push((
-                            *ip,
-                            PtrTarget {
-                                service: key.clone(),
-                                set: set.clone(),
-                                ordinal: identity.ordinal,
-                            },
-                        ));
-                    }
-                }
-                let revision = match &identity.revision {
-                    None => 0,
-                    Some(r) => match revisions.iter().position(|x| **x == **r) {
-                        Some(i) => i + 1,
-                        None => {
-                            revisions.push(r.as_str().into());
-                            revisions.len()
-                        }
-                    },
-                };
-                let claims = (!follows_templates(identity, &set, &claim_templates))
-                    .then(|| identity.claims.join(CLAIM_SEPARATOR).into_boxed_str());
-                idents.push(Ident {
-                    ordinal: identity.ordinal,
-                    addr_start: start as u32,
-                    addr_len: (addrs.len() - start) as u16,
-                    priority: match table.srv_priority {
-                        SrvPriority::Uniform => 0,
-                        SrvPriority::Ordinal => {
-                            u16::try_from(identity.ordinal.saturating_sub(table.ordinals.start))
-                                .unwrap_or(u16::MAX)
-                        }
-                    },
-                    state: identity.state,
-                    published: identity.published,
-                    revision: u16::try_from(revision).unwrap_or(0),
-                    claims,
-                });
-            }
-            idents.sort_by_key(|i| i.ordinal);
-            idents.dedup_by_key(|i| i.ordinal);
-            sets.push(SetData {
-                name: set,
-                srv_ports: srv_ports.into(),
-                revisions: revisions.into(),
-                claim_templates,
-                idents: idents.into(),
-            });
-        }
-        let has_idents = sets.iter().any(|s| !s.idents.is_empty());
-        if !declared && !has_idents {
-            return None;
         }
 
         // Named ports of the sets that declare or publish something.
         let mut named: Vec<NamedPort> = Vec::new();
-        for (t, table) in group.iter().enumerate() {
-            if table.ordinals.replicas <= 0 && sets[t].idents.iter().all(|i| !i.published) {
-                continue;
-            }
-            for p in &table.ports {
-                let Some(name) = &p.name else { continue };
-                let (name, proto) = (name.to_ascii_lowercase(), p.protocol.to_ascii_lowercase());
-                // Both label forms must fit: `_<name>._<proto>.` below the Service.
-                if name.len() + 1 > 63
-                    || proto.len() + 1 > 63
-                    || fixed + name.len() + proto.len() + 4 > name_room
-                {
-                    continue;
-                }
-                if !named.iter().any(|n| *n.name == name && *n.proto == proto) {
+        for set in sets
+            .iter()
+            .filter(|s| s.declared || published(s).next().is_some())
+        {
+            for (name, proto, _) in set.ports.iter() {
+                let Some(name) = name else { continue };
+                if !named.iter().any(|n| n.name == *name && n.proto == *proto) {
                     named.push(NamedPort {
-                        name: name.into(),
-                        proto: proto.into(),
+                        name: name.clone(),
+                        proto: proto.clone(),
                         ports: Box::default(),
                         records: 0,
                     });
@@ -352,18 +269,16 @@ impl ServiceData {
             }
         }
         for n in &mut named {
-            let ports: Vec<Box<[u16]>> = group
+            let ports: Vec<Box<[u16]>> = sets
                 .iter()
-                .map(|table| {
+                .map(|set| {
                     let mut ps: Vec<u16> = Vec::new();
-                    for p in &table.ports {
-                        let matches = p
-                            .name
-                            .as_deref()
-                            .is_some_and(|x| x.eq_ignore_ascii_case(&n.name))
-                            && p.protocol.eq_ignore_ascii_case(&n.proto);
-                        if matches && !ps.contains(&p.port) {
-                            ps.push(p.port);
+                    for (name, proto, port) in set.ports.iter() {
+                        if name.as_deref() == Some(&*n.name)
+                            && *proto == n.proto
+                            && !ps.contains(port)
+                        {
+                            ps.push(*port);
                         }
                     }
                     ps.into()
@@ -384,7 +299,7 @@ impl ServiceData {
         let mut srv_records = 0u32;
         for s in &sets {
             for i in published(s) {
-                for ip in &addrs[i.addr_start as usize..][..i.addr_len as usize] {
+                for ip in s.addrs_of(i) {
                     match ip {
                         IpAddr::V4(a) => v4.push(*a),
                         IpAddr::V6(a) => v6.push(*a),
@@ -398,6 +313,7 @@ impl ServiceData {
         dedup_in_order(&mut v6);
 
         let idents: usize = sets.iter().map(|s| s.idents.len()).sum();
+        let addresses: usize = sets.iter().map(|s| s.addrs.len()).sum();
         let protos = {
             let mut p: Vec<&str> = named.iter().map(|n| &*n.proto).collect();
             p.sort_unstable();
@@ -408,7 +324,7 @@ impl ServiceData {
         let records = (v4.len() + v6.len()) as u32
             + srv_records
             + idents as u32
-            + addrs.len() as u32 * 2
+            + addresses as u32 * 2
             + sets
                 .iter()
                 .map(|s| published(s).count() as u32 * s.srv_ports.len() as u32)
@@ -418,7 +334,6 @@ impl ServiceData {
             svc_len: svc.len(),
             key,
             sets: sets.into(),
-            addrs: addrs.into(),
             v4: v4.into(),
             v6: v6.into(),
             srv_records,
@@ -430,8 +345,8 @@ impl ServiceData {
     }
 
     /// Every published address (each has a PTR to its identity).
-    pub fn addresses(&self) -> &[IpAddr] {
-        &self.addrs
+    pub fn addresses(&self) -> impl Iterator<Item = &IpAddr> {
+        self.sets.iter().flat_map(|s| s.addrs.iter())
     }
 
     pub fn key(&self) -> &Arc<str> {
@@ -537,7 +452,7 @@ impl ServiceData {
                     ordinal: ident.ordinal,
                     service,
                 };
-                let addrs = self.addrs_of(ident);
+                let addrs = set.addrs_of(ident);
                 match qtype {
                     T::A | T::AAAA => {
                         let mut n = 0;
@@ -630,27 +545,121 @@ impl ServiceData {
                     ordinal: ident.ordinal,
                     service,
                 };
-                for ip in self.addrs_of(ident) {
+                for ip in set.addrs_of(ident) {
                     sink.glue(target, *ip);
                 }
             }
         }
         n
     }
+}
+
+impl SetData {
+    /// The data of one resolved table under Service `svc` in `ns`: the identities that are
+    /// declared or published and whose names fit in DNS (`name_room` bytes below the zone).
+    /// `None` when the Service's own name does not fit.
+    pub fn build(table: &IdentityTable, ns: &str, svc: &str, name_room: usize) -> Option<SetData> {
+        // `<svc>.<ns>.svc.` below the zone: labels with their length bytes.
+        let fixed = 1 + svc.len() + 1 + ns.len() + 4;
+        if svc.is_empty() || svc.len() > 63 || ns.is_empty() || ns.len() > 63 || fixed > name_room {
+            warn!(
+                service = svc,
+                namespace = ns,
+                "skipping a Service whose name is not valid in DNS"
+            );
+            return None;
+        }
+        let set: Arc<str> = Arc::from(table.stateful_set.to_ascii_lowercase());
+        let mut srv_ports: Vec<u16> = Vec::new();
+        for p in &table.ports {
+            if !srv_ports.contains(&p.port) {
+                srv_ports.push(p.port);
+            }
+        }
+        let ports = table
+            .ports
+            .iter()
+            .map(|p| {
+                // A named port's names must fit: `_<name>._<proto>.` below the Service.
+                let name = p.name.as_deref().map(str::to_ascii_lowercase).filter(|n| {
+                    n.len() < 63
+                        && p.protocol.len() < 63
+                        && fixed + n.len() + p.protocol.len() + 4 <= name_room
+                });
+                (
+                    name.map(Box::from),
+                    Box::from(p.protocol.to_ascii_lowercase()),
+                    p.port,
+                )
+            })
+            .collect();
+        let claim_templates = claim_templates(table, &set);
+        let mut revisions: Vec<Box<str>> = Vec::new();
+        let mut addrs: Vec<IpAddr> = Vec::new();
+        let mut idents: Vec<Ident> = Vec::new();
+        for identity in &table.identities {
+            if !table.ordinals.contains(identity.ordinal) && !identity.published {
+                continue;
+            }
+            let label_len = set.len() + 1 + ordinal_len(identity.ordinal);
+            let derived = identity
+                .pod
+                .eq_ignore_ascii_case(&format!("{}-{}", set, identity.ordinal));
+            if !derived || label_len > 63 || fixed + 1 + label_len > name_room {
+                warn!(pod = %identity.pod, service = svc, namespace = ns, "skipping a pod whose name is not valid in DNS");
+                continue;
+            }
+            let start = addrs.len();
+            for ip in identity.published_addresses() {
+                if !addrs[start..].contains(ip) {
+                    addrs.push(*ip);
+                }
+            }
+            let revision = match &identity.revision {
+                None => 0,
+                Some(r) => match revisions.iter().position(|x| **x == **r) {
+                    Some(i) => i + 1,
+                    None => {
+                        revisions.push(r.as_str().into());
+                        revisions.len()
+                    }
+                },
+            };
+            let claims = (!follows_templates(identity, &set, &claim_templates))
+                .then(|| identity.claims.join(CLAIM_SEPARATOR).into_boxed_str());
+            idents.push(Ident {
+                ordinal: identity.ordinal,
+                addr_start: start as u32,
+                addr_len: (addrs.len() - start) as u16,
+                priority: match table.srv_priority {
+                    SrvPriority::Uniform => 0,
+                    SrvPriority::Ordinal => {
+                        u16::try_from(identity.ordinal.saturating_sub(table.ordinals.start))
+                            .unwrap_or(u16::MAX)
+                    }
+                },
+                state: identity.state,
+                published: identity.published,
+                revision: u16::try_from(revision).unwrap_or(0),
+                claims,
+            });
+        }
+        idents.sort_by_key(|i| i.ordinal);
+        idents.dedup_by_key(|i| i.ordinal);
+        Some(SetData {
+            name: set,
+            declared: table.ordinals.replicas > 0,
+            srv_ports: srv_ports.into(),
+            ports,
+            addrs: addrs.into(),
+            revisions: revisions.into(),
+            claim_templates,
+            idents: idents.into(),
+        })
+    }
 
     fn addrs_of(&self, ident: &Ident) -> &[IpAddr] {
         &self.addrs[ident.addr_start as usize..][..ident.addr_len as usize]
-    }
-
-    /// Counts of identities by state, for metrics.
-    pub fn count_states(&self, counts: &mut [usize; IdentityState::ALL.len()]) {
-        for set in &self.sets {
-            for i in &set.idents {
-                if let Some(k) = IdentityState::ALL.iter().position(|s| *s == i.state) {
-                    counts[k] += 1;
-                }
-            }
-        }
     }
 }
 

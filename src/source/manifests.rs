@@ -208,7 +208,7 @@ fn parse_doc(doc: &str) -> Parsed {
 
 /// Parses documents on every core: parsing is most of a large load, and each document is
 /// independent. The results come back in document order.
-fn parse_all<'t>(docs: &[(usize, &'t str)]) -> Vec<Parsed> {
+fn parse_all(docs: &[(usize, &str)]) -> Vec<Parsed> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -258,7 +258,10 @@ pub fn parse_into(
                 for (i, (item_kind, object)) in items.into_iter().enumerate() {
                     let added = object.and_then(|o| match o {
                         Some(o) => add_object(o, objects)
-                            .map(|k| Some(record_seen(seen, k, file, first_line, errors)))
+                            .map(|k| {
+                                record_seen(seen, k, file, first_line, errors);
+                                Some(())
+                            })
                             .map_err(|(_, reason)| reason),
                         None => Ok(None),
                     });
