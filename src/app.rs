@@ -16,7 +16,7 @@ use crate::admin::{AdminServer, Health, Metrics, SourceMetrics};
 use crate::cli::{Cli, Command};
 use crate::config::{CheckConfig, ConfigError, ControllerConfig, ServeConfig, SourceConfig};
 use crate::controller::IdentityTable;
-use crate::dns::{Authority, DnsServer, ListenerConfig};
+use crate::dns::{Authority, DnsServer, ListenerConfig, Rrl};
 use crate::index::{self, IndexConfig, Snapshot};
 use crate::source::kube::PeerSetSource;
 use crate::source::leases::{LeaseError, LeaseStore};
@@ -239,6 +239,16 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         tcp_idle_timeout: cfg.tcp_idle_timeout,
         udp_sockets: cfg.udp_sockets,
         tcp_max_connections: cfg.tcp_max_connections,
+        rrl: cfg.rrl.map(|rrl| {
+            info!(
+                responses_per_second = rrl.responses_per_second,
+                slip = rrl.slip,
+                ipv4_prefix = rrl.ipv4_prefix,
+                ipv6_prefix = rrl.ipv6_prefix,
+                "response rate limiting on for UDP"
+            );
+            Arc::new(Rrl::new(rrl, metrics.dns.clone()))
+        }),
     };
     let dns = DnsServer::bind(authority, &listener)
         .await
