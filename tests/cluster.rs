@@ -800,6 +800,66 @@ async fn kubeconfig_and_faults() {
 }
 
 #[tokio::test]
+async fn going_down_refuses_connections_and_cuts_open_ones() {
+    let server = FakeApiServer::start();
+    server.set_bookmark_interval(Duration::from_millis(100));
+    let addr = server.addr();
+    let client = server.client(NS);
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    pods.create(&PostParams::default(), &pod("a", json!({})))
+        .await
+        .unwrap();
+    let mut watch = pods
+        .watch(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    assert!(matches!(
+        watch.try_next().await.unwrap(),
+        Some(WatchEvent::Added(_))
+    ));
+
+    server.go_down();
+    // The open watch is cut (it ends or fails), not left hanging.
+    let end = timeout(Duration::from_secs(3), async {
+        loop {
+            match watch.try_next().await {
+                Ok(Some(WatchEvent::Bookmark(_))) => continue,
+                other => break other,
+            }
+        }
+    })
+    .await
+    .expect("the open watch is cut");
+    assert!(!matches!(end, Ok(Some(_))), "{end:?}");
+    // Connecting is refused, and a request fails at once instead of being held or retried.
+    let refused = std::net::TcpStream::connect(addr).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    let started = std::time::Instant::now();
+    let err = pods.get("a").await.unwrap_err();
+    assert!(!matches!(err, kube::Error::Api(_)), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "{err:?}");
+    // Test hooks still edit the store meanwhile.
+    server
+        .modify("v1", "Pod", NS, "a", |p| {
+            p["metadata"]["labels"] = json!({"changed": "while-down"})
+        })
+        .unwrap();
+
+    server.come_up();
+    assert_eq!(server.addr(), addr);
+    let a = pods.get("a").await.unwrap();
+    assert_eq!(
+        a.metadata
+            .labels
+            .unwrap()
+            .get("changed")
+            .map(String::as_str),
+        Some("while-down")
+    );
+}
+
+#[tokio::test]
 async fn runtime_finalizer_helper_uses_json_patch() {
     use kube::runtime::controller::Action;
     use kube::runtime::finalizer::{Event, finalizer};
