@@ -62,7 +62,8 @@
 //!   listening socket (connections refused) and cuts every open connection until
 //!   `come_up()` listens again on the same port, as when the process exits and restarts.
 //!   Injected failures are HTTP 500 `InternalError` (kube's default retry policy only
-//!   retries 429/503/504, so these surface to the caller).
+//!   retries 429/503/504, so these surface to the caller); `unavailable()` answers every
+//!   request 503 with a plain-text body, as a load balancer with no backend does.
 #![allow(dead_code)]
 
 mod http;
@@ -85,6 +86,8 @@ use store::{Key, RESOURCES, Store, find_by_api_version};
 struct Faults {
     fail_next: usize,
     fail_until: Option<Instant>,
+    /// Every request answered 503 (`unavailable`).
+    unavailable: bool,
 }
 
 struct Shared {
@@ -339,6 +342,15 @@ preferences: {{}}
     /// Fail every request with HTTP 500 for `d`.
     pub fn fail_for(&self, d: Duration) {
         self.shared.faults.lock().unwrap().fail_until = Some(Instant::now() + d);
+    }
+
+    /// Answer every request 503 Service Unavailable, with a plain-text body, until `heal()`,
+    /// and end every open watch stream: a load balancer in front of the API server with no
+    /// healthy backend left. kube's default client retries 503 itself (see
+    /// `kube_default_retry_hides_503s` in tests/cluster.rs).
+    pub fn unavailable(&self) {
+        self.shared.faults.lock().unwrap().unavailable = true;
+        self.drop_watches();
     }
 
     /// Clear injected failures.

@@ -947,21 +947,22 @@ enum Outage {
     /// change made meanwhile (in the store, as another API server replica would take it) is
     /// there when it comes back.
     Down,
+    /// Every request answered 503 Service Unavailable, in plain text, and open watches cut
+    /// (`unavailable`), as by a load balancer with no healthy API server behind it; the
+    /// history is kept, so on recovery the watchers resume from their resourceVersion and
+    /// get the change made meanwhile (in the store, as in `Down`) as an event.
+    ServiceUnavailable,
 }
 
 impl Outage {
-    /// How soon after recovery the change made during the outage must be answered. A hung
-    /// server's held requests complete at once and a re-watch replays the change: about a
-    /// second. After a restart each watcher (the controller's on pods, serve's on PeerSets,
-    /// side by side) waits out the rest of its retry delay (at most 1 s once an outage has
-    /// lasted, see `WatchBackoff`), meets 410 Gone, and waits a second delay of up to 1 s
-    /// before it relists: up to 2 s, measured 1.1 to 1.6 s, over the one-second goal (see
-    /// docs/reliability.md); the margin is for a loaded 2-core machine.
+    /// How soon after recovery the change made during the outage must be answered: the goal
+    /// is about a second. Each watcher involved (the controller's on pods, serve's on
+    /// PeerSets, side by side) first waits out the rest of its retry delay, at most 1 s once
+    /// an outage has lasted (`WatchBackoff`); a hung server's held requests complete at once
+    /// instead. After a restart the first retry meets 410 Gone and relists at once
+    /// (`with_backoff`). The margin over a second is for a loaded 2-core machine.
     fn resync_bound(self) -> Duration {
-        match self {
-            Outage::Hung => Duration::from_secs(2),
-            Outage::Down => Duration::from_secs(3),
-        }
+        Duration::from_secs(2)
     }
 }
 
@@ -1069,8 +1070,12 @@ impl FaultRig {
                         .await
                 }))
             }
-            Outage::Down => {
-                self.c.api.go_down();
+            Outage::Down | Outage::ServiceUnavailable => {
+                if let Outage::Down = kind {
+                    self.c.api.go_down();
+                } else {
+                    self.c.api.unavailable();
+                }
                 self.c
                     .api
                     .modify("v1", "Pod", NS, "web-1", |p| {
@@ -1078,7 +1083,9 @@ impl FaultRig {
                         p["status"]["podIPs"] = json!([{ "ip": address }]);
                     })
                     .expect("web-1 exists");
-                self.c.api.compact();
+                if let Outage::Down = kind {
+                    self.c.api.compact();
+                }
                 None
             }
         };
@@ -1121,9 +1128,10 @@ impl FaultRig {
         // The staleness is visible in /metrics.
         let (_, dns_end, ctl_end) = *samples.last().expect("sampled");
         match kind {
-            Outage::Down => {
+            Outage::Down | Outage::ServiceUnavailable => {
                 // Every request fails at once: from the first seconds to the end the watches
-                // are unhealthy and their errors keep being counted.
+                // are unhealthy and their errors keep being counted. (With 503s that takes a
+                // client that does not retry them itself, see `app::kube_client`.)
                 for (at, dns, ctl) in samples.iter().filter(|s| s.0 >= Duration::from_secs(3)) {
                     assert_eq!(dns.healthy, 0.0, "{what}: serve {at:.1?} in: {dns:?}");
                     assert_eq!(ctl.healthy, 0.0, "{what}: controller {at:.1?} in: {ctl:?}");
@@ -1155,6 +1163,7 @@ impl FaultRig {
         match kind {
             Outage::Hung => self.c.api.resume(),
             Outage::Down => self.c.api.come_up(),
+            Outage::ServiceUnavailable => self.c.api.heal(),
         }
         let recovered = Instant::now();
         if let Some(pending) = pending {
@@ -1166,8 +1175,10 @@ impl FaultRig {
         }
         self.resynced(&what, address, recovered, kind.resync_bound());
         eprintln!(
-            "{what}: {answered} replies, all {last}, {no_reply} unanswered; metrics at the \
-             end: serve {dns_end:?}, controller {ctl_end:?}"
+            "{what}: {answered} replies, all {last}, {no_reply} unanswered; watch errors \
+             counted: serve {} -> {}, controller {} -> {}; metrics at the end: serve \
+             {dns_end:?}, controller {ctl_end:?}",
+            errors_before.0, dns_end.errors, errors_before.1, ctl_end.errors
         );
     }
 
@@ -1244,7 +1255,16 @@ fn api_faults_keep_the_last_answers_and_resync() {
     // give no sign of having reconnected until their next event; checked after the relist.)
     healthy(&f.dns, 1.0, "serve after the 500s");
 
-    // 3. 410 Gone: while the watches are down, the object changes and the history is
+    // 3. Every request answered 503 for 10 s, as by a load balancer with no API server
+    // behind it. (The controller's quiet watches have shown unhealthy since the 500s, see
+    // operations.md; its error count must rise, and serve's gauge drop again.)
+    f.outage(
+        Outage::ServiceUnavailable,
+        Duration::from_secs(10),
+        "198.51.100.6",
+    );
+
+    // 4. 410 Gone: while the watches are down, the object changes and the history is
     // compacted, so re-watching from the last resourceVersion gets 410 and the watchers
     // relist. (The server holds requests meanwhile, so the change goes in through the test
     // hook; bookmarks keep a connected watcher's resourceVersion current, so compacting
@@ -1268,7 +1288,7 @@ fn api_faults_keep_the_last_answers_and_resync() {
     })
     .expect("the controller counts the 410 as a watch error");
 
-    // 4. The API server hangs for 10 s.
+    // 5. The API server hangs for 10 s.
     f.outage(Outage::Hung, Duration::from_secs(10), "198.51.100.4");
     f.finish();
 }
