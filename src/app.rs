@@ -16,7 +16,7 @@ use crate::admin::{AdminServer, Health, Metrics, SourceMetrics};
 use crate::cli::{Cli, Command};
 use crate::config::{CheckConfig, ConfigError, ControllerConfig, ServeConfig, SourceConfig};
 use crate::controller::IdentityTable;
-use crate::dns::{Authority, DnsServer, ListenerConfig};
+use crate::dns::{Authority, DnsServer, ListenerConfig, Rrl};
 use crate::index::{self, IndexConfig, Indexer, Snapshot};
 use crate::source::kube::PeerSetSource;
 use crate::source::leases::{LeaseError, LeaseStore};
@@ -111,7 +111,7 @@ pub fn crd_yaml() -> anyhow::Result<String> {
 /// A Kubernetes client from `--kubeconfig`, or in-cluster config, `KUBECONFIG`, `~/.kube/config`.
 pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
     use kube::config::{KubeConfigOptions, Kubeconfig};
-    let config = match kubeconfig {
+    let mut config = match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path)
                 .with_context(|| format!("reading kubeconfig {}", path.display()))?;
@@ -123,6 +123,13 @@ pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result
             .await
             .context("no in-cluster config and no kubeconfig found")?,
     };
+    // No retries inside the client. kube's default retries 429, 503 and 504 up to 15 times,
+    // from 5 ms doubling (3 to 8 minutes in all), before the caller sees an error: during an
+    // outage that answers 503 the watches would sit in those retries, looking healthy, and
+    // catch up minutes late. Every caller retries on its own, sooner: the watches with
+    // `WatchBackoff` (at most 1 s), the controller's PeerSet writes every second, the leader
+    // lease on its renewal loop; `petdns explain` reports the error.
+    config.default_retry = false;
     Ok(kube::Client::try_from(config)?)
 }
 
@@ -246,6 +253,16 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         tcp_idle_timeout: cfg.tcp_idle_timeout,
         udp_sockets: cfg.udp_sockets,
         tcp_max_connections: cfg.tcp_max_connections,
+        rrl: cfg.rrl.map(|rrl| {
+            info!(
+                responses_per_second = rrl.responses_per_second,
+                slip = rrl.slip,
+                ipv4_prefix = rrl.ipv4_prefix,
+                ipv6_prefix = rrl.ipv6_prefix,
+                "response rate limiting on for UDP"
+            );
+            Arc::new(Rrl::new(rrl, metrics.dns.clone()))
+        }),
     };
     let dns = DnsServer::bind(authority, &listener)
         .await

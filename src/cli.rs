@@ -199,6 +199,48 @@ pub struct ServeArgs {
         default_value_t = 10
     )]
     pub tcp_idle_timeout: u64,
+
+    /// Response rate limiting: UDP responses per second per client prefix; beyond it responses
+    /// are dropped or slipped (--rrl-slip). TCP is never limited. 0 turns it off.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "PETDNS_RRL_RESPONSES_PER_SECOND",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u32).range(0..=1_000_000)
+    )]
+    pub rrl_responses_per_second: u32,
+
+    /// With rate limiting: every Nth limited response is sent truncated (TC=1, no records) so
+    /// that real clients ask again over TCP; 0 drops them all, 1 truncates them all.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "PETDNS_RRL_SLIP",
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u32).range(0..=10)
+    )]
+    pub rrl_slip: u32,
+
+    /// With rate limiting: IPv4 clients sharing a prefix of this length count as one.
+    #[arg(
+        long,
+        value_name = "BITS",
+        env = "PETDNS_RRL_IPV4_PREFIX",
+        default_value_t = 24,
+        value_parser = clap::value_parser!(u8).range(0..=32)
+    )]
+    pub rrl_ipv4_prefix: u8,
+
+    /// With rate limiting: IPv6 clients sharing a prefix of this length count as one.
+    #[arg(
+        long,
+        value_name = "BITS",
+        env = "PETDNS_RRL_IPV6_PREFIX",
+        default_value_t = 56,
+        value_parser = clap::value_parser!(u8).range(0..=128)
+    )]
+    pub rrl_ipv6_prefix: u8,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ use std::time::Duration;
 use hickory_proto::rr::Name;
 
 use crate::controller::SrvPriority;
+use crate::dns::RrlConfig;
 
 use crate::cli::{CheckArgs, ControllerArgs, ServeArgs};
 
@@ -151,6 +152,8 @@ pub struct ServeConfig {
     pub log_queries: bool,
     pub udp_sockets: usize,
     pub tcp_max_connections: usize,
+    /// Response rate limiting for UDP; `None` when `--rrl-responses-per-second` is 0.
+    pub rrl: Option<RrlConfig>,
 }
 
 /// Everything `petdns check` needs.
@@ -238,6 +241,12 @@ impl ServeConfig {
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
                 .clamp(1, 64),
             tcp_max_connections: args.tcp_max_connections.max(1),
+            rrl: (args.rrl_responses_per_second > 0).then_some(RrlConfig {
+                responses_per_second: args.rrl_responses_per_second,
+                slip: args.rrl_slip,
+                ipv4_prefix: args.rrl_ipv4_prefix,
+                ipv6_prefix: args.rrl_ipv6_prefix,
+            }),
         })
     }
 }
@@ -309,6 +318,76 @@ mod tests {
             "10.244.1.7/16".parse::<Cidr>().unwrap().to_string(),
             "10.244.0.0/16"
         );
+    }
+
+    /// `petdns serve --manifests x.yaml <extra>` as configuration, or the error text.
+    fn serve(extra: &[&str]) -> Result<ServeConfig, String> {
+        use clap::Parser;
+        let mut args = vec![
+            "petdns",
+            "serve",
+            "--manifests",
+            "x.yaml",
+            "--state-dir",
+            "/nonexistent",
+        ];
+        args.extend_from_slice(extra);
+        match crate::cli::Cli::try_parse_from(args)
+            .map_err(|e| e.to_string())?
+            .command
+        {
+            crate::cli::Command::Serve(a) => ServeConfig::from_args(&a).map_err(|e| e.to_string()),
+            other => Err(format!("not serve: {other:?}")),
+        }
+    }
+
+    #[test]
+    fn rrl_is_off_unless_a_rate_is_given() {
+        assert_eq!(serve(&[]).unwrap().rrl, None);
+        assert_eq!(
+            serve(&["--rrl-responses-per-second", "0", "--rrl-slip", "5"])
+                .unwrap()
+                .rrl,
+            None
+        );
+        assert_eq!(
+            serve(&["--rrl-responses-per-second", "20"]).unwrap().rrl,
+            Some(RrlConfig {
+                responses_per_second: 20,
+                slip: 2,
+                ipv4_prefix: 24,
+                ipv6_prefix: 56,
+            })
+        );
+        let cfg = serve(&[
+            "--rrl-responses-per-second",
+            "5",
+            "--rrl-slip",
+            "0",
+            "--rrl-ipv4-prefix",
+            "32",
+            "--rrl-ipv6-prefix",
+            "128",
+        ])
+        .unwrap();
+        assert_eq!(
+            cfg.rrl,
+            Some(RrlConfig {
+                responses_per_second: 5,
+                slip: 0,
+                ipv4_prefix: 32,
+                ipv6_prefix: 128,
+            })
+        );
+        for bad in [
+            ["--rrl-ipv4-prefix", "33"],
+            ["--rrl-ipv6-prefix", "129"],
+            ["--rrl-slip", "11"],
+            ["--rrl-responses-per-second", "-1"],
+            ["--rrl-responses-per-second", "1000001"],
+        ] {
+            assert!(serve(&bad).is_err(), "{bad:?} must be rejected");
+        }
     }
 
     #[test]

@@ -799,6 +799,107 @@ async fn kubeconfig_and_faults() {
     assert!(server.count_requests("GET", "/api/v1/nodes") >= 1);
 }
 
+/// Why petdns builds its client without kube's default retry: that client retries 503 by
+/// itself (up to 15 times, from 5 ms doubling: minutes), so its caller, a watcher, sees
+/// neither the error nor the outage. petdns's own client (`app::kube_client`) returns the
+/// 503 at once, after one request.
+#[tokio::test]
+async fn kube_default_retry_hides_503s() {
+    let server = FakeApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig, NS).unwrap();
+    let ours: Api<Pod> = Api::default_namespaced(
+        petdns::app::kube_client(Some(&kubeconfig))
+            .await
+            .expect("petdns's client"),
+    );
+    let default: Api<Pod> = Api::default_namespaced(server.client(NS));
+    default
+        .create(&PostParams::default(), &pod("a", json!({})))
+        .await
+        .unwrap();
+    let path = format!("/api/v1/namespaces/{NS}/pods/a");
+
+    server.unavailable();
+    server.clear_requests();
+    let err = ours.get("a").await.expect_err("503");
+    assert_eq!(api_code(&err).0, 503, "{err:?}");
+    assert_eq!(server.count_requests("GET", &path), 1);
+
+    server.clear_requests();
+    let pending = tokio::spawn(async move { default.get("a").await });
+    sleep(Duration::from_millis(500)).await;
+    assert!(!pending.is_finished(), "{:?}", pending.await);
+    assert!(server.count_requests("GET", &path) > 1, "no retry seen");
+    server.heal();
+    let got = timeout(Duration::from_secs(10), pending)
+        .await
+        .expect("done");
+    got.unwrap()
+        .expect("the 503s were retried away, unseen by the caller");
+}
+
+#[tokio::test]
+async fn going_down_refuses_connections_and_cuts_open_ones() {
+    let server = FakeApiServer::start();
+    server.set_bookmark_interval(Duration::from_millis(100));
+    let addr = server.addr();
+    let client = server.client(NS);
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    pods.create(&PostParams::default(), &pod("a", json!({})))
+        .await
+        .unwrap();
+    let mut watch = pods
+        .watch(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    assert!(matches!(
+        watch.try_next().await.unwrap(),
+        Some(WatchEvent::Added(_))
+    ));
+
+    server.go_down();
+    // The open watch is cut (it ends or fails), not left hanging.
+    let end = timeout(Duration::from_secs(3), async {
+        loop {
+            match watch.try_next().await {
+                Ok(Some(WatchEvent::Bookmark(_))) => continue,
+                other => break other,
+            }
+        }
+    })
+    .await
+    .expect("the open watch is cut");
+    assert!(!matches!(end, Ok(Some(_))), "{end:?}");
+    // Connecting is refused, and a request fails at once instead of being held or retried.
+    let refused = std::net::TcpStream::connect(addr).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    let started = std::time::Instant::now();
+    let err = pods.get("a").await.unwrap_err();
+    assert!(!matches!(err, kube::Error::Api(_)), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "{err:?}");
+    // Test hooks still edit the store meanwhile.
+    server
+        .modify("v1", "Pod", NS, "a", |p| {
+            p["metadata"]["labels"] = json!({"changed": "while-down"})
+        })
+        .unwrap();
+
+    server.come_up();
+    assert_eq!(server.addr(), addr);
+    let a = pods.get("a").await.unwrap();
+    assert_eq!(
+        a.metadata
+            .labels
+            .unwrap()
+            .get("changed")
+            .map(String::as_str),
+        Some("while-down")
+    );
+}
+
 #[tokio::test]
 async fn runtime_finalizer_helper_uses_json_patch() {
     use kube::runtime::controller::Action;

@@ -56,6 +56,9 @@ pub struct DnsMetrics {
     /// Questions sent upstream (`--forward`), and those that got no usable answer.
     pub forwarded: Counter,
     pub forward_errors: Counter,
+    /// UDP responses not sent, and sent truncated, by response rate limiting (`--rrl-*`).
+    pub rrl_dropped: Counter,
+    pub rrl_slipped: Counter,
 }
 
 impl DnsMetrics {
@@ -157,6 +160,8 @@ impl Metrics {
             queries: handles,
             forwarded: Counter::default(),
             forward_errors: Counter::default(),
+            rrl_dropped: Counter::default(),
+            rrl_slipped: Counter::default(),
         };
         registry.register(
             "dns_forwarded",
@@ -167,6 +172,16 @@ impl Metrics {
             "dns_forward_errors",
             "Forwarded questions that got no usable answer (answered SERVFAIL)",
             dns.forward_errors.clone(),
+        );
+        registry.register(
+            "dns_rrl_dropped",
+            "UDP responses dropped by response rate limiting (--rrl-responses-per-second)",
+            dns.rrl_dropped.clone(),
+        );
+        registry.register(
+            "dns_rrl_slipped",
+            "UDP responses sent truncated (TC=1) instead of dropped by response rate limiting (--rrl-slip)",
+            dns.rrl_slipped.clone(),
         );
         let source = SourceMetrics {
             reloads: Counter::default(),

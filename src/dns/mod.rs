@@ -4,12 +4,15 @@
 mod fast;
 mod forward;
 mod handler;
+mod rrl;
 mod server;
 mod tcp;
 mod udp;
+mod wire;
 
 pub use udp::{Capture, encode, encode_udp};
 
 pub use forward::{ForwardError, Forwarded, Forwarder};
 pub use handler::Authority;
+pub use rrl::{Rrl, RrlConfig};
 pub use server::{DnsServer, ListenerConfig};

@@ -11,6 +11,7 @@ use std::net::UdpSocket;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::rrl::Rrl;
 use super::tcp::{self, TcpConfig};
 use super::{Authority, udp};
 
@@ -25,6 +26,8 @@ pub struct ListenerConfig {
     pub udp_sockets: usize,
     /// Open TCP connections at most; at the cap the longest-idle one is closed.
     pub tcp_max_connections: usize,
+    /// Response rate limiting for UDP (`--rrl-*`); TCP is never limited.
+    pub rrl: Option<Arc<Rrl>>,
 }
 
 /// A running DNS server: UDP and TCP on one address.
@@ -34,6 +37,7 @@ pub struct DnsServer {
     authority: Arc<Authority>,
     local_addr: SocketAddr,
     tcp_config: TcpConfig,
+    rrl: Option<Arc<Rrl>>,
 }
 
 impl DnsServer {
@@ -51,6 +55,7 @@ impl DnsServer {
                 idle_timeout: cfg.tcp_idle_timeout,
                 max_connections: cfg.tcp_max_connections,
             },
+            rrl: cfg.rrl.clone(),
         })
     }
 
@@ -62,13 +67,17 @@ impl DnsServer {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut loops = Vec::new();
         for (i, socket) in self.udp.iter().enumerate() {
-            let (socket, authority, token) =
-                (socket.clone(), self.authority.clone(), shutdown.clone());
+            let (socket, authority, rrl, token) = (
+                socket.clone(),
+                self.authority.clone(),
+                self.rrl.clone(),
+                shutdown.clone(),
+            );
             let runtime = tokio::runtime::Handle::current();
             loops.push(
                 std::thread::Builder::new()
                     .name(format!("petdns-udp-{i}"))
-                    .spawn(move || udp::serve(socket, authority, token, runtime))?,
+                    .spawn(move || udp::serve(socket, authority, rrl, token, runtime))?,
             );
         }
         tcp::serve(

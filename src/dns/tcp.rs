@@ -8,8 +8,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Header, HeaderCounts, Metadata, ResponseCode};
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler};
@@ -18,7 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::{Authority, Capture};
+use super::udp::formerr;
+use super::{Authority, Capture, wire};
 
 #[derive(Clone, Copy, Debug)]
 pub struct TcpConfig {
@@ -186,6 +185,11 @@ async fn slow(bytes: &[u8], src: SocketAddr, authority: &Authority) -> Vec<u8> {
     if bytes.len() < 12 || bytes[2] & 0x80 != 0 {
         return Vec::new();
     }
+    // hickory's parser ignores bytes after the last record: refuse them here.
+    if wire::has_trailing_bytes(bytes) {
+        debug!(%src, "bytes after the last record");
+        return formerr(bytes).unwrap_or_default();
+    }
     match Request::from_bytes(bytes.to_vec(), src, Protocol::Tcp) {
         Ok(request) => {
             let capture = Capture::tcp();
@@ -196,18 +200,7 @@ async fn slow(bytes: &[u8], src: SocketAddr, authority: &Authority) -> Vec<u8> {
         }
         Err(error) => {
             debug!(%error, %src, "malformed TCP query");
-            let Ok(header) = Header::read(&mut BinDecoder::new(bytes)) else {
-                return Vec::new();
-            };
-            let mut metadata = Metadata::response_from_request(&header.metadata);
-            metadata.response_code = ResponseCode::FormErr;
-            let mut out = Vec::with_capacity(12);
-            let _ = Header {
-                metadata,
-                counts: HeaderCounts::default(),
-            }
-            .emit(&mut BinEncoder::new(&mut out));
-            out
+            formerr(bytes).unwrap_or_default()
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The UDP listener: one thread per socket (several sockets share the port with SO_REUSEPORT,
 //! so the kernel spreads clients over them). Plain questions are answered inline from
 //! pre-encoded bytes; everything else is handed to hickory's parser and the request handler
-//! in a task of its own, so a slow answer (forwarding) never holds up the socket.
+//! in a task of its own, so a slow answer (forwarding) never holds up the socket. With
+//! response rate limiting on (`--rrl-*`), every response of either path passes the limit of
+//! its client's prefix before it is sent.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +23,8 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::Authority;
+use super::rrl::Rrl;
+use super::{Authority, wire};
 
 /// Largest datagram read; anything longer is truncated by the kernel and fails to parse.
 const RECV_BUFFER: usize = 4096;
@@ -32,6 +35,7 @@ const RECV_BUFFER: usize = 4096;
 pub fn serve(
     socket: Arc<UdpSocket>,
     authority: Arc<Authority>,
+    rrl: Option<Arc<Rrl>>,
     shutdown: CancellationToken,
     runtime: Handle,
 ) {
@@ -64,6 +68,11 @@ pub fn serve(
         }
         let query = &buf[..n];
         if authority.fast_answer(query, &mut out, &mut key, false) {
+            if let Some(rrl) = &rrl
+                && !rrl.admit(src.ip(), &mut out)
+            {
+                continue;
+            }
             if let Err(error) = socket.send_to(&out, src) {
                 debug!(%error, %src, "UDP send error");
             }
@@ -74,15 +83,27 @@ pub fn serve(
             continue;
         }
         let bytes = query.to_vec();
-        let socket = socket.clone();
+        let responder = UdpResponder {
+            socket: socket.clone(),
+            dst: src,
+            rrl: rrl.clone(),
+        };
         let authority = authority.clone();
-        runtime.spawn(async move { slow(bytes, src, socket, authority).await });
+        runtime.spawn(async move { slow(bytes, responder, authority).await });
     }
 }
 
 /// The hickory path: full parse, the request handler, hickory's encoder.
-async fn slow(bytes: Vec<u8>, src: SocketAddr, socket: Arc<UdpSocket>, authority: Arc<Authority>) {
-    let responder = UdpResponder { socket, dst: src };
+async fn slow(bytes: Vec<u8>, responder: UdpResponder, authority: Arc<Authority>) {
+    let src = responder.dst;
+    // hickory's parser ignores bytes after the last record: refuse them here.
+    if wire::has_trailing_bytes(&bytes) {
+        debug!(%src, "bytes after the last record");
+        if let Some(mut out) = formerr(&bytes) {
+            responder.send(&mut out);
+        }
+        return;
+    }
     match Request::from_bytes(bytes.clone(), src, Protocol::Udp) {
         Ok(request) => {
             authority
@@ -90,30 +111,50 @@ async fn slow(bytes: Vec<u8>, src: SocketAddr, socket: Arc<UdpSocket>, authority
                 .await;
         }
         Err(error) => {
-            // The header parses (12 bytes or more) but the rest does not: FORMERR.
             debug!(%error, %src, "malformed query");
-            let Ok(header) = Header::read(&mut BinDecoder::new(&bytes)) else {
-                return;
-            };
-            let mut metadata = Metadata::response_from_request(&header.metadata);
-            metadata.response_code = ResponseCode::FormErr;
-            let mut out = Vec::with_capacity(12);
-            let header = Header {
-                metadata,
-                counts: HeaderCounts::default(),
-            };
-            if header.emit(&mut BinEncoder::new(&mut out)).is_ok() {
-                let _ = responder.socket.send_to(&out, src);
+            if let Some(mut out) = formerr(&bytes) {
+                responder.send(&mut out);
             }
         }
     }
 }
 
-/// Sends one encoded response back to the client, within its UDP limit.
+/// FORMERR for a message whose header parses (12 bytes or more) but whose rest does not: the
+/// header echoed as a response, no sections. `None` without a header.
+pub(super) fn formerr(bytes: &[u8]) -> Option<Vec<u8>> {
+    let header = Header::read(&mut BinDecoder::new(bytes)).ok()?;
+    let mut metadata = Metadata::response_from_request(&header.metadata);
+    metadata.response_code = ResponseCode::FormErr;
+    let mut out = Vec::with_capacity(12);
+    Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    }
+    .emit(&mut BinEncoder::new(&mut out))
+    .ok()?;
+    Some(out)
+}
+
+/// Sends one encoded response back to the client, within its UDP limit and its rate limit.
 #[derive(Clone)]
 struct UdpResponder {
     socket: Arc<UdpSocket>,
     dst: SocketAddr,
+    rrl: Option<Arc<Rrl>>,
+}
+
+impl UdpResponder {
+    /// Sends `response` unless the rate limit drops it (or cuts it down to a slip first).
+    fn send(&self, response: &mut Vec<u8>) {
+        if let Some(rrl) = &self.rrl
+            && !rrl.admit(self.dst.ip(), response)
+        {
+            return;
+        }
+        if let Err(error) = self.socket.send_to(response, self.dst) {
+            debug!(%error, dst = %self.dst, "UDP send error");
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -129,7 +170,12 @@ impl ResponseHandler for UdpResponder {
             impl Iterator<Item = &'a Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, NetError> {
-        let (info, buf) = encode_udp(response);
+        let (info, mut buf) = encode_udp(response);
+        if let Some(rrl) = &self.rrl
+            && !rrl.admit(self.dst.ip(), &mut buf)
+        {
+            return Ok(info);
+        }
         self.socket.send_to(&buf, self.dst)?;
         Ok(info)
     }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
@@ -17,7 +16,7 @@ use tracing::{debug, info, warn};
 use super::Publish;
 use super::manifests::BUILTIN_NAMESPACES;
 use crate::admin::KubeMetrics;
-use crate::controller::run::WatchBackoff;
+use crate::controller::run::with_backoff;
 use crate::controller::{IdentityTable, PeerSet};
 
 type Key = (String, String);
@@ -73,8 +72,7 @@ impl<P: Publish> PeerSetSource<P> {
             })
             .collect();
         let streams = apis.into_iter().enumerate().map(|(i, api)| {
-            watcher(api, watcher::Config::default())
-                .backoff(WatchBackoff::default())
+            with_backoff(watcher(api, watcher::Config::default()))
                 .map(move |r| (i, r))
                 .boxed()
         });

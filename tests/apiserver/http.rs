@@ -179,6 +179,15 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Response<Body> {
     // injected failures
     {
         let mut f = shared.faults.lock().unwrap();
+        if f.unavailable {
+            // As a load balancer with no healthy API server behind it answers: plain text,
+            // not a Kubernetes Status.
+            return Response::builder()
+                .status(StatusCode::SERVICE_UNAVAILABLE)
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::from("no healthy upstream"))
+                .expect("valid response");
+        }
         let fail = if f.fail_next > 0 {
             f.fail_next -= 1;
             true

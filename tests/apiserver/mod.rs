@@ -58,12 +58,16 @@
 //!   or websockets. No aggregated discovery (only legacy `/api`, `/apis`, `/api/v1`,
 //!   `/apis/{g}/{v}`, `/version`). No protobuf, no gzip, no table output.
 //! - Faults: `pause()` holds NEW requests; open watch streams keep flowing unless
-//!   `drop_watches()` is also called (`outage()` does both). Injected failures are HTTP
-//!   500 `InternalError` (kube's default retry policy only retries 429/503/504, so
-//!   these surface to the caller).
+//!   `drop_watches()` is also called (`outage()` does both). `go_down()` closes the
+//!   listening socket (connections refused) and cuts every open connection until
+//!   `come_up()` listens again on the same port, as when the process exits and restarts.
+//!   Injected failures are HTTP 500 `InternalError` (kube's default retry policy only
+//!   retries 429/503/504, so these surface to the caller); `unavailable()` answers every
+//!   request 503 with a plain-text body, as a load balancer with no backend does.
 #![allow(dead_code)]
 
 mod http;
+mod listener;
 mod patch;
 mod selector;
 mod store;
@@ -82,6 +86,8 @@ use store::{Key, RESOURCES, Store, find_by_api_version};
 struct Faults {
     fail_next: usize,
     fail_until: Option<Instant>,
+    /// Every request answered 503 (`unavailable`).
+    unavailable: bool,
 }
 
 struct Shared {
@@ -92,6 +98,10 @@ struct Shared {
     requests: Mutex<Vec<RequestRecord>>,
     bookmark_interval: Mutex<Duration>,
     gone_as_http: AtomicBool,
+    /// Up or down (`go_down` / `come_up`), watched by the listener.
+    gate: tokio::sync::watch::Sender<listener::Gate>,
+    /// Whether the listening socket is open, as the listener last left it.
+    listening: AtomicBool,
 }
 
 /// Handle to a running fake apiserver. It runs on its own thread and tokio runtime, so
@@ -117,10 +127,10 @@ impl FakeApiServer {
                     .build()
                     .expect("tokio runtime");
                 rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    let socket = tokio::net::TcpListener::bind("127.0.0.1:0")
                         .await
                         .expect("bind");
-                    let addr = listener.local_addr().expect("local addr");
+                    let addr = socket.local_addr().expect("local addr");
                     let shared = Arc::new(Shared {
                         addr,
                         store: Mutex::new(Store::new()),
@@ -129,7 +139,10 @@ impl FakeApiServer {
                         requests: Mutex::new(Vec::new()),
                         bookmark_interval: Mutex::new(Duration::from_secs(1)),
                         gone_as_http: AtomicBool::new(false),
+                        gate: tokio::sync::watch::channel(listener::Gate::default()).0,
+                        listening: AtomicBool::new(true),
                     });
+                    let listener = listener::GatedListener::new(socket, shared.clone());
                     addr_tx.send(shared.clone()).expect("report address");
                     let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
                         let shared = shared.clone();
@@ -331,6 +344,15 @@ preferences: {{}}
         self.shared.faults.lock().unwrap().fail_until = Some(Instant::now() + d);
     }
 
+    /// Answer every request 503 Service Unavailable, with a plain-text body, until `heal()`,
+    /// and end every open watch stream: a load balancer in front of the API server with no
+    /// healthy backend left. kube's default client retries 503 itself (see
+    /// `kube_default_retry_hides_503s` in tests/cluster.rs).
+    pub fn unavailable(&self) {
+        self.shared.faults.lock().unwrap().unavailable = true;
+        self.drop_watches();
+    }
+
     /// Clear injected failures.
     pub fn heal(&self) {
         *self.shared.faults.lock().unwrap() = Faults::default();
@@ -349,6 +371,38 @@ preferences: {{}}
     pub fn outage(&self) {
         self.pause();
         self.drop_watches();
+    }
+
+    /// The API server process is gone: the listening socket closes, so connecting is refused
+    /// (ECONNREFUSED), and every open connection (watch streams, idle keep-alive ones,
+    /// requests in flight) is cut. Returns once connections are refused. Test hooks
+    /// (`modify`, `insert`, `compact`...) keep working meanwhile.
+    pub fn go_down(&self) {
+        self.shared.gate.send_modify(|g| {
+            g.down = true;
+            g.cut.cancel();
+            g.cut = tokio_util::sync::CancellationToken::new();
+        });
+        self.drop_watches();
+        self.wait_listening(false);
+    }
+
+    /// Listen again on the same address after `go_down()`. Returns once connections are
+    /// accepted.
+    pub fn come_up(&self) {
+        self.shared.gate.send_modify(|g| g.down = false);
+        self.wait_listening(true);
+    }
+
+    fn wait_listening(&self, want: bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.shared.listening.load(Ordering::SeqCst) != want {
+            assert!(
+                Instant::now() < deadline,
+                "fake apiserver: listening never became {want}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Forget the watch history: a watch from any older resourceVersion gets 410 Gone.
