@@ -1,9 +1,9 @@
 //! The UDP listener: one thread per socket (several sockets share the port with SO_REUSEPORT,
-//! so the kernel spreads clients over them). Plain questions are answered inline from
-//! pre-encoded bytes; everything else is handed to hickory's parser and the request handler
-//! in a task of its own, so a slow answer (forwarding) never holds up the socket. With
-//! response rate limiting on (`--rrl-*`), every response of either path passes the limit of
-//! its client's prefix before it is sent.
+//! so the kernel spreads clients over them). Plain questions are answered inline by the fast
+//! path (`dns/fast.rs`), written straight into a reused buffer; everything else is handed to
+//! hickory's parser and the request handler in a task of its own, so a slow answer
+//! (forwarding) never holds up the socket. With response rate limiting on (`--rrl-*`), every
+//! response of either path passes the limit of its client's prefix before it is sent.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

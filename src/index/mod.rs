@@ -1,8 +1,17 @@
-//! Record index: identity tables in, an immutable [`Snapshot`] of prepared answers out.
+//! Record index: identity tables in, an immutable [`Snapshot`] of compact data out.
 //!
-//! Everything a query needs is computed here when data changes: the record sets per name and
-//! type, their glue, their encoded sizes (for whole-RRset truncation) and the set of existing
-//! names (so NXDOMAIN versus NODATA is one hash lookup). The query path only reads.
+//! Computed here when data changes: each StatefulSet's [`service::SetData`] (identities,
+//! states, addresses, ports; names derived, not stored), each governing Service's
+//! [`service::ServiceData`], the reverse maps, and the records, encoded sizes and pre-encoded
+//! responses of the fixed names (zone apexes, `ns.dns`, `dns-version`, `svc`, `pod`,
+//! namespaces). Computed per query: the records of every other name, found by
+//! [`Snapshot::resolve`] (the name parsed, then map lookups: NXDOMAIN versus NODATA needs no
+//! list of names) and written by `ServiceData::answer` into a [`service::Sink`]: wire format in
+//! place on the fast path ([`sink::WireSink`]), hickory records on the reference path
+//! ([`sink::RecordSink`], through [`Snapshot::lookup`]). The query path only reads.
+//!
+//! The [`Indexer`] keeps the per-set data between changes, rebuilds only the Services whose
+//! sets changed, and shares everything else with the previous snapshot (persistent maps).
 
 mod build;
 pub mod service;
