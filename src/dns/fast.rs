@@ -219,7 +219,7 @@ fn parse(m: &[u8], key: &mut Vec<u8>) -> Option<Question> {
             return None;
         }
         let rdlen = u16::from_be_bytes([opt[9], opt[10]]) as usize;
-        if end + 11 + rdlen != m.len() {
+        if end + 11 + rdlen != m.len() || !options_parse(&m[end + 11..]) {
             return None;
         }
         Some(u16::from_be_bytes([opt[3], opt[4]]))
@@ -236,6 +236,38 @@ fn parse(m: &[u8], key: &mut Vec<u8>) -> Option<Question> {
         starts,
         labels,
     })
+}
+
+/// True when the OPT record's options are well formed as hickory's parser reads them, so the
+/// hickory path would answer rather than FORMERR: code and length pairs that tile the RDATA
+/// exactly, and a Client Subnet option (RFC 7871) with a known family, a source prefix within
+/// it and the address bytes that prefix needs. Anything else goes to the hickory path.
+fn options_parse(mut rdata: &[u8]) -> bool {
+    const CLIENT_SUBNET: u16 = 8;
+    while !rdata.is_empty() {
+        let Some((&[c0, c1, l0, l1], rest)) = rdata.split_first_chunk::<4>() else {
+            return false;
+        };
+        let len = u16::from_be_bytes([l0, l1]) as usize;
+        let Some((data, rest)) = rest.split_at_checked(len) else {
+            return false;
+        };
+        if u16::from_be_bytes([c0, c1]) == CLIENT_SUBNET {
+            let Some(&[f0, f1, source, _scope]) = data.first_chunk::<4>() else {
+                return false;
+            };
+            let bits = match u16::from_be_bytes([f0, f1]) {
+                1 => 32,
+                2 => 128,
+                _ => return false,
+            };
+            if source > bits || data.len() < 4 + source.div_ceil(8) as usize {
+                return false;
+            }
+        }
+        rdata = rest;
+    }
+    true
 }
 
 #[cfg(test)]
@@ -433,6 +465,57 @@ mod tests {
             cases.len() * 2,
             "every plain question takes the fast path"
         );
+    }
+
+    /// Found by `cargo fuzz` (target `query`): the fast path answered queries whose EDNS
+    /// options hickory's parser rejects (an option running past the OPT RDATA, a malformed
+    /// Client Subnet), where the hickory path answers FORMERR.
+    #[test]
+    fn regression_malformed_edns_options_take_the_hickory_path() {
+        let a = authority();
+        // The fuzzer's input: an option of 59,064 bytes in 12 bytes of RDATA.
+        let found: &[u8] = &[
+            158, 39, 1, 32, 0, 1, 0, 0, 0, 0, 0, 1, 6, 110, 111, 115, 117, 99, 104, 7, 228, 101,
+            102, 97, 117, 108, 116, 3, 115, 118, 99, 7, 99, 108, 117, 115, 116, 101, 114, 5, 108,
+            111, 99, 97, 108, 0, 0, 1, 0, 1, 0, 0, 41, 4, 208, 0, 0, 0, 0, 0, 12, 0, 154, 230, 184,
+            59, 45, 32, 155, 172, 194, 35, 250,
+        ];
+        let with_options = |options: &[u8]| {
+            let mut q = query(
+                "web-0.nginx.default.svc.cluster.local.",
+                RecordType::A,
+                Some(1232),
+                true,
+                false,
+            );
+            let at = q.len() - 2;
+            q[at..].copy_from_slice(&(options.len() as u16).to_be_bytes());
+            q.extend_from_slice(options);
+            q
+        };
+        let malformed = [
+            found.to_vec(),
+            with_options(&[0, 10, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8]), // cookie past the RDATA
+            with_options(&[0, 10, 0]),                            // option header cut short
+            with_options(&[0, 8, 0, 4, 0, 3, 0, 0]),              // Client Subnet, family 3
+            with_options(&[0, 8, 0, 8, 0, 1, 33, 0, 192, 0, 2, 0]), // an IPv4 /33
+            with_options(&[0, 8, 0, 5, 0, 1, 24, 0, 192]),        // /24 with one address byte
+            with_options(&[0, 8, 0, 0]),                          // empty Client Subnet
+        ];
+        let (mut out, mut key) = (Vec::new(), Vec::new());
+        for q in &malformed {
+            assert!(!a.fast_answer(q, &mut out, &mut key, false), "{q:?}");
+        }
+        let well_formed = [
+            with_options(&[]),
+            with_options(&[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]), // a client cookie
+            with_options(&[0, 8, 0, 7, 0, 1, 24, 0, 192, 0, 2]),  // dig +subnet=192.0.2.0/24
+            with_options(&[0, 8, 0, 4, 0, 2, 0, 0, 0, 3, 0, 0]),  // ::/0, then NSID
+        ];
+        for q in &well_formed {
+            let (fast, slow) = both(&a, q);
+            assert_eq!(fast, Some(slow), "{q:?}");
+        }
     }
 
     #[test]

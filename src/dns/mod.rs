@@ -4,6 +4,7 @@
 mod fast;
 mod forward;
 mod handler;
+mod reference;
 mod rrl;
 mod server;
 mod tcp;
@@ -14,5 +15,6 @@ pub use udp::{Capture, encode, encode_udp};
 
 pub use forward::{ForwardError, Forwarded, Forwarder};
 pub use handler::Authority;
+pub use reference::hickory_answer;
 pub use rrl::{Rrl, RrlConfig};
 pub use server::{DnsServer, ListenerConfig};

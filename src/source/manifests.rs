@@ -19,6 +19,13 @@ use tracing::debug;
 pub const BUILTIN_NAMESPACES: [&str; 4] =
     ["default", "kube-system", "kube-public", "kube-node-lease"];
 
+/// The most replicas a StatefulSet may declare. Every declared ordinal becomes an identity
+/// (and, materialised, a Pod and an address lease) whether its pod exists or not, so an
+/// unbounded `replicas` (the API allows up to 2^31 - 1) would exhaust memory: found while
+/// writing the `manifests` fuzz target, `replicas: 2147483647` aborted petdns on a failed
+/// allocation.
+pub const MAX_REPLICAS: i32 = 10_000;
+
 /// One problem in the input, with where it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManifestError {
@@ -422,6 +429,14 @@ fn add_stateful_set(mut o: StatefulSet, objects: &mut Objects) -> Added {
             format!("spec.replicas of StatefulSet {name} is negative"),
         ));
     }
+    if let Some(r) = spec.replicas.filter(|r| *r > MAX_REPLICAS) {
+        return Err((
+            0,
+            format!(
+                "spec.replicas of StatefulSet {name} is {r}, above the {MAX_REPLICAS} petdns serves per StatefulSet"
+            ),
+        ));
+    }
     if spec
         .ordinals
         .as_ref()
@@ -595,6 +610,42 @@ mod tests {
         assert_eq!(objects.services.len(), 1);
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].reason.contains("defined again"));
+    }
+
+    /// `replicas: 2147483647` made petdns try to allocate an identity and a Pod for every
+    /// ordinal, and abort (`memory allocation of 4672924415872 bytes failed`) instead of
+    /// rejecting the manifest and keeping the last good state.
+    #[test]
+    fn regression_huge_replicas_aborted_instead_of_being_rejected() {
+        let set = |replicas: i64| {
+            format!(
+                "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: web\nspec:\n  serviceName: nginx\n  replicas: {replicas}\n"
+            )
+        };
+        for (replicas, ok) in [
+            (MAX_REPLICAS as i64, true),
+            (MAX_REPLICAS as i64 + 1, false),
+            (i32::MAX as i64, false),
+        ] {
+            let mut objects = Objects::default();
+            let mut errors = Vec::new();
+            parse_into(
+                Path::new("x.yaml"),
+                &set(replicas),
+                &mut objects,
+                &mut BTreeMap::new(),
+                &mut errors,
+            );
+            assert_eq!(errors.is_empty(), ok, "{replicas}: {errors:?}");
+            if !ok {
+                assert_eq!(errors[0].line, 1, "{}", errors[0]);
+                assert!(
+                    errors[0].reason.contains("above the 10000"),
+                    "{}",
+                    errors[0]
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,361 @@
+//! Wire bytes in, response bytes out: every input is answered as the listeners answer it, by
+//! the zero-allocation fast path (`Authority::fast_answer`) and by the hickory request-handler
+//! path (`petdns::dns::hickory_answer`: `Request::from_bytes`, then `Authority::handle_request`
+//! into a `Capture`, FORMERR for what does not parse), over UDP and TCP, with a 1232-byte and
+//! a 512-byte UDP cap, and before the first load.
+//!
+//! Invariants checked on every response: it decodes with `Message::from_vec`, carries the
+//! query's id, has QR set, and over UDP fits the limit the client was given (its EDNS payload
+//! within [512, cap], or 512 without EDNS). When the fast path answers, the hickory path must
+//! answer the same message (decoded and compared whole, as the unit tests in
+//! `src/dns/fast.rs` do).
+//!
+//! The input is the raw DNS message, so a corpus file is a datagram `dig` could have sent and
+//! a crash reproduces against the real binary as is.
+
+#![no_main]
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, LazyLock};
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::{Message, MessageType};
+use hickory_proto::rr::Name;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::Request;
+use libfuzzer_sys::fuzz_target;
+use petdns::admin::Metrics;
+use petdns::controller::{
+    Condition, ConditionStatus, Identity, IdentityState, IdentityTable, Ordinals, PortSpec,
+    SrvPriority,
+};
+use petdns::dns::{Authority, hickory_answer};
+use petdns::index::{self, IndexConfig};
+
+/// One `Authority` as a listener configures it.
+struct Server {
+    authority: Authority,
+    /// `--max-udp-payload`.
+    cap: u16,
+    /// Which protocols to drive it with.
+    tcp_too: bool,
+}
+
+struct Fixture {
+    servers: Vec<Server>,
+    runtime: tokio::runtime::Runtime,
+}
+
+static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
+    let cfg = config();
+    let tables = tables();
+    let namespaces: BTreeSet<String> = ["default", "kube-system", "prod", "staging"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let metrics = Metrics::new();
+    let authority = |snap, cap| {
+        Authority::new(
+            Arc::new(ArcSwap::from_pointee(snap)),
+            metrics.dns.clone(),
+            cap,
+        )
+    };
+    let servers = vec![
+        Server {
+            authority: authority(index::build(&tables, &namespaces, &cfg, 1, 42), 1232),
+            cap: 1232,
+            tcp_too: true,
+        },
+        Server {
+            authority: authority(index::build(&tables, &namespaces, &cfg, 1, 42), 512),
+            cap: 512,
+            tcp_too: false,
+        },
+        // Before the first load: SERVFAIL in the zones, never NXDOMAIN.
+        Server {
+            authority: authority(index::placeholder(&cfg), 1232),
+            cap: 1232,
+            tcp_too: false,
+        },
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime");
+    Fixture { servers, runtime }
+});
+
+fn config() -> IndexConfig {
+    IndexConfig {
+        zone: Name::from_ascii("cluster.local.").expect("static name"),
+        ttl: 5,
+        negative_ttl: 7,
+        ns_addresses: vec!["192.0.2.53".parse().expect("static address")],
+    }
+}
+
+fn resolved() -> Vec<Condition> {
+    vec![Condition {
+        type_: "ServiceResolved".into(),
+        status: ConditionStatus::True,
+        reason: "ServiceResolved".into(),
+        message: String::new(),
+    }]
+}
+
+fn port(name: Option<&str>, protocol: &str, port: u16) -> PortSpec {
+    PortSpec {
+        name: name.map(Into::into),
+        protocol: protocol.into(),
+        port,
+    }
+}
+
+/// `replicas` identities of `set`; `state(ordinal)` gives each one's state and addresses.
+#[allow(clippy::too_many_arguments)]
+fn table(
+    ns: &str,
+    set: &str,
+    service: &str,
+    replicas: i32,
+    ports: Vec<PortSpec>,
+    srv_priority: SrvPriority,
+    publish_not_ready: bool,
+    claims: &[&str],
+    state: impl Fn(i32) -> (IdentityState, Vec<IpAddr>),
+) -> IdentityTable {
+    IdentityTable {
+        namespace: ns.into(),
+        stateful_set: set.into(),
+        service: service.into(),
+        ordinals: Ordinals { start: 0, replicas },
+        pod_management_policy: "OrderedReady".into(),
+        publish_not_ready_addresses: publish_not_ready,
+        srv_priority,
+        ports,
+        identities: (0..replicas)
+            .map(|o| {
+                let (state, addresses) = state(o);
+                Identity {
+                    ordinal: o,
+                    pod: format!("{set}-{o}"),
+                    hostname: format!("{set}-{o}"),
+                    addresses,
+                    state,
+                    published: state == IdentityState::Ready || publish_not_ready,
+                    node: None,
+                    revision: Some(format!("{set}-6d8f5c")),
+                    claims: claims.iter().map(|c| format!("{c}-{set}-{o}")).collect(),
+                }
+            })
+            .collect(),
+        conditions: resolved(),
+    }
+}
+
+fn ip(text: String) -> IpAddr {
+    text.parse().expect("a fixture address")
+}
+
+/// A small, realistic cluster: the documentation's `web`/`nginx` (dual-stack, one pod not
+/// ready), a 24-pod database whose SRV answers outgrow 512 and 1232 bytes (glue dropped, then
+/// TC), two sets sharing one Service, several ports (named, unnamed, UDP), ordinal SRV
+/// priorities, `publishNotReadyAddresses`, and a set whose Service does not resolve.
+fn tables() -> Vec<IdentityTable> {
+    let mut unresolved = table(
+        "staging",
+        "orphan",
+        "missing",
+        2,
+        vec![port(Some("http"), "TCP", 80)],
+        SrvPriority::Uniform,
+        false,
+        &[],
+        |o| {
+            (
+                IdentityState::Ready,
+                vec![ip(format!("192.0.2.{}", 200 + o))],
+            )
+        },
+    );
+    unresolved.conditions[0].status = ConditionStatus::False;
+    unresolved.conditions[0].reason = "ServiceNotFound".into();
+    vec![
+        table(
+            "default",
+            "web",
+            "nginx",
+            4,
+            vec![port(Some("web"), "TCP", 80)],
+            SrvPriority::Uniform,
+            false,
+            &["www"],
+            |o| {
+                let state = if o == 3 {
+                    IdentityState::NotReady
+                } else {
+                    IdentityState::Ready
+                };
+                (
+                    state,
+                    vec![
+                        ip(format!("192.0.2.{}", 10 + o)),
+                        ip(format!("2001:db8::{}", 10 + o)),
+                    ],
+                )
+            },
+        ),
+        table(
+            "prod",
+            "db",
+            "db",
+            24,
+            vec![
+                port(Some("pg"), "TCP", 5432),
+                port(Some("metrics"), "TCP", 9187),
+                port(None, "TCP", 8008),
+            ],
+            SrvPriority::Ordinal,
+            false,
+            &["data", "wal"],
+            |o| {
+                let state = match o {
+                    20 => IdentityState::Pending,
+                    21 => IdentityState::Terminating,
+                    _ => IdentityState::Ready,
+                };
+                (
+                    state,
+                    vec![
+                        ip(format!("198.51.100.{}", 10 + o)),
+                        ip(format!("2001:db8:1::{:x}", 10 + o)),
+                    ],
+                )
+            },
+        ),
+        table(
+            "prod",
+            "kafka",
+            "brokers",
+            3,
+            vec![
+                port(Some("kafka"), "TCP", 9092),
+                port(Some("dns"), "UDP", 53),
+            ],
+            SrvPriority::Uniform,
+            true,
+            &[],
+            |o| {
+                let state = if o == 2 {
+                    IdentityState::NotReady
+                } else {
+                    IdentityState::Ready
+                };
+                (state, vec![ip(format!("203.0.113.{}", 10 + o))])
+            },
+        ),
+        table(
+            "prod",
+            "kafka-b",
+            "brokers",
+            2,
+            vec![port(Some("kafka"), "TCP", 9092)],
+            SrvPriority::Uniform,
+            true,
+            &[],
+            |o| {
+                (
+                    IdentityState::Ready,
+                    vec![ip(format!("203.0.113.{}", 20 + o))],
+                )
+            },
+        ),
+        unresolved,
+    ]
+}
+
+/// What the listener would send back for `query`: the fast path's bytes when it answers
+/// (`fast`), and the hickory path's (`slow`), each `None` when nothing is sent.
+struct Answers {
+    fast: Option<Vec<u8>>,
+    slow: Option<Vec<u8>>,
+}
+
+fn answer(server: &Server, runtime: &tokio::runtime::Runtime, query: &[u8], tcp: bool) -> Answers {
+    let (mut out, mut key) = (Vec::new(), Vec::new());
+    let fast = server
+        .authority
+        .fast_answer(query, &mut out, &mut key, tcp)
+        .then_some(out);
+    // What the listeners send when the fast path does not answer.
+    let src: SocketAddr = "192.0.2.99:5353".parse().expect("static address");
+    let slow = runtime.block_on(hickory_answer(&server.authority, query, src, tcp));
+    Answers { fast, slow }
+}
+
+/// The UDP limit the client was given: its EDNS payload within [512, cap], 512 without EDNS.
+fn udp_limit(query: &[u8], cap: u16) -> usize {
+    let Ok(request) = Request::from_bytes(
+        query.to_vec(),
+        "192.0.2.99:5353".parse().expect("static address"),
+        Protocol::Udp,
+    ) else {
+        return 512;
+    };
+    request
+        .edns
+        .as_ref()
+        .map(|e| e.max_payload().clamp(512, cap.max(512)))
+        .unwrap_or(512) as usize
+}
+
+fn check(path: &str, query: &[u8], response: &[u8], limit: usize) -> Message {
+    let message = Message::from_vec(response)
+        .unwrap_or_else(|e| panic!("{path}: the response does not decode: {e}: {response:02x?}"));
+    let id = u16::from_be_bytes([query[0], query[1]]);
+    assert_eq!(
+        message.metadata.id, id,
+        "{path}: the response has another id"
+    );
+    assert_eq!(
+        message.metadata.message_type,
+        MessageType::Response,
+        "{path}: QR is not set"
+    );
+    assert!(
+        response.len() <= limit,
+        "{path}: {} bytes, over the limit of {limit}",
+        response.len()
+    );
+    message
+}
+
+fuzz_target!(|query: &[u8]| {
+    let fixture = &*FIXTURE;
+    for server in &fixture.servers {
+        for tcp in [false, true] {
+            if tcp && !server.tcp_too {
+                continue;
+            }
+            let limit = if tcp {
+                u16::MAX as usize
+            } else {
+                udp_limit(query, server.cap)
+            };
+            let Answers { fast, slow } = answer(server, &fixture.runtime, query, tcp);
+            let slow = slow.map(|s| check("hickory path", query, &s, limit));
+            if let Some(fast) = fast {
+                let fast = check("fast path", query, &fast, limit);
+                match slow {
+                    Some(slow) => assert_eq!(
+                        fast, slow,
+                        "the fast path and the hickory path answer differently (cap {}, tcp {tcp})",
+                        server.cap
+                    ),
+                    None => panic!("the fast path answers a query the hickory path does not"),
+                }
+            }
+        }
+    }
+});
