@@ -8,7 +8,19 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// After each manifest load: the parse allocated many times what the index keeps; hand the
+/// free pages back now rather than whenever the allocator next looks at them (measured at
+/// 100,000 pods: RSS 1 s after ready was 880 to 950 MB in most runs without this, 90 to
+/// 125 MB in the others).
+#[allow(unsafe_code)]
+fn release_free_memory() {
+    // SAFETY: `mi_collect` has no preconditions: any thread may call it at any time, and it
+    // only releases memory that no live allocation uses.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
 fn main() -> ExitCode {
+    petdns::source::set_after_load(release_free_memory);
     let cli = petdns::cli::Cli::parse();
     petdns::telemetry::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

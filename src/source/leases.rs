@@ -79,6 +79,9 @@ pub struct LeaseStore {
     cidr: Cidr,
     leases: BTreeMap<LeaseKey, IpAddr>,
     used: BTreeSet<IpAddr>,
+    /// Every host address of the CIDR before this index is in use: a new lease searches from
+    /// here, so leasing n addresses in a row costs n steps, not n^2 / 2.
+    free_from: u128,
     release_when_deleted: BTreeSet<(String, String)>,
     dirty: bool,
 }
@@ -162,6 +165,7 @@ impl LeaseStore {
             cidr,
             leases: BTreeMap::new(),
             used: BTreeSet::new(),
+            free_from: 0,
             release_when_deleted: BTreeSet::new(),
             dirty: false,
         }
@@ -180,16 +184,22 @@ impl LeaseStore {
         if let Some(ip) = self.leases.get(key) {
             return Ok(*ip);
         }
-        let ip = self
-            .cidr
-            .hosts()
-            .find(|ip| !self.used.contains(ip))
-            .ok_or_else(|| LeaseError::Exhausted {
-                cidr: self.cidr,
-                namespace: key.namespace.clone(),
-                set: key.set.clone(),
-                ordinal: key.ordinal,
-            })?;
+        // Skipping on the hosts' range is O(1): the addresses before `free_from` are not visited.
+        let mut index = self.free_from;
+        let skip = usize::try_from(self.free_from).unwrap_or(usize::MAX);
+        let found = self.cidr.hosts().skip(skip).find(|ip| {
+            index += 1;
+            !self.used.contains(ip)
+        });
+        let ip =
+            found
+                .inspect(|_| self.free_from = index)
+                .ok_or_else(|| LeaseError::Exhausted {
+                    cidr: self.cidr,
+                    namespace: key.namespace.clone(),
+                    set: key.set.clone(),
+                    ordinal: key.ordinal,
+                })?;
         self.used.insert(ip);
         self.leases.insert(key.clone(), ip);
         self.dirty = true;
@@ -222,6 +232,7 @@ impl LeaseStore {
             .retain(|(ns, set)| present.contains_key(&(ns.as_str(), set.as_str())));
         if self.leases.len() != before || wanted_release_when_deleted != self.release_when_deleted {
             self.used = self.leases.values().copied().collect();
+            self.free_from = 0;
             self.release_when_deleted = wanted_release_when_deleted;
             self.dirty = true;
         }

@@ -11,7 +11,7 @@ pub mod leases;
 pub mod manifests;
 mod watch;
 
-pub use watch::ManifestSource;
+pub use watch::{ManifestSource, set_after_load};
 
 /// Where a source sends what it loaded.
 pub trait Publish: Send {

@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
@@ -39,6 +39,15 @@ pub struct ManifestSource<P: Publish> {
     last_conditions: HashMap<(String, String), Vec<Condition>>,
     /// The errors of the last rejected load, so one bad save is reported once.
     last_rejected: Option<Vec<ManifestError>>,
+}
+
+/// Run on the load thread after each reload, before it ends; set once by the binary, which
+/// owns the allocator (`main.rs` hands the allocator's free pages back to the system here).
+static AFTER_LOAD: OnceLock<fn()> = OnceLock::new();
+
+/// Sets the hook run after each manifest reload; only the first call counts.
+pub fn set_after_load(hook: fn()) {
+    let _ = AFTER_LOAD.set(hook);
 }
 
 impl<P: Publish> ManifestSource<P> {
@@ -148,7 +157,13 @@ impl<P: Publish> ManifestSource<P> {
             let spawned = std::thread::scope(|scope| {
                 std::thread::Builder::new()
                     .name("manifest-load".into())
-                    .spawn_scoped(scope, || self.reload())
+                    .spawn_scoped(scope, || {
+                        let ok = self.reload();
+                        if let Some(hook) = AFTER_LOAD.get() {
+                            hook();
+                        }
+                        ok
+                    })
                     .map(|t| t.join().unwrap_or(false))
                     .ok()
             });
