@@ -75,6 +75,8 @@ pub fn answer(
         *l = &key[at + 1..at + 1 + key[at] as usize];
     }
     out.clear();
+    // Where optional glue starts in a computed answer.
+    let mut glue_at = None;
     let rcode = match snap.resolve(zi, key, &labels[..below]) {
         Some(Node::Core(core)) => match core.fast.rrsets.iter().find(|(t, _)| *t == qtype) {
             Some((_, prepared)) => {
@@ -94,6 +96,7 @@ pub fn answer(
             let (answers, additionals, failed) = {
                 let mut sink = WireSink::new(out, snap.ttl, &snap.fast_zones[CLUSTER].wire);
                 node.answer(qtype, &mut sink);
+                glue_at = sink.glue_at;
                 (sink.answers, sink.additionals, sink.failed)
             };
             if failed {
@@ -123,6 +126,21 @@ pub fn answer(
     out[1] = query[1];
     out[2] = 0x84 | (query[2] & 0x01);
     out[3] = (out[3] & 0x0f) | (query[3] & 0x10);
+    let opt_len = if q.edns.is_some() { 11 } else { 0 };
+    if out.len() + opt_len > limit {
+        match glue_at {
+            // Glue is optional: left out whole, without TC, as the hickory path does.
+            Some(cut) if cut + opt_len <= limit => {
+                out.truncate(cut);
+                out[10..12].copy_from_slice(&[0, 0]);
+            }
+            // Whole-RRset truncation is the hickory path's job.
+            _ => {
+                out.clear();
+                return None;
+            }
+        }
+    }
     if let Some(payload) = q.edns {
         let ours = payload.clamp(512, cfg.max_payload.max(512));
         out.extend_from_slice(&[0, 0, 41]);
@@ -130,11 +148,6 @@ pub fn answer(
         out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
         let ar = u16::from_be_bytes([out[10], out[11]]) + 1;
         out[10..12].copy_from_slice(&ar.to_be_bytes());
-    }
-    if out.len() > limit {
-        // Whole-RRset truncation is the hickory path's job.
-        out.clear();
-        return None;
     }
     Some((qtype, rcode))
 }
@@ -516,6 +529,52 @@ mod tests {
             let (fast, slow) = both(&a, q);
             assert_eq!(fast, Some(slow), "{q:?}");
         }
+    }
+
+    /// An SRV answer whose glue does not fit (6 dual-stack targets, 512 bytes without EDNS):
+    /// the fast path leaves the glue out without TC, as the hickory path does; when the
+    /// answer itself does not fit, it leaves the question to the hickory path (TC).
+    #[test]
+    fn glue_that_does_not_fit_is_left_out_on_the_fast_path() {
+        let mut t = table();
+        t.ordinals.replicas = 6;
+        t.identities = (0..6)
+            .map(|o| {
+                let mut i = t.identities[0].clone();
+                i.ordinal = o;
+                i.pod = format!("web-{o}");
+                i.hostname = i.pod.clone();
+                i.addresses = vec![
+                    format!("192.0.2.{}", 10 + o).parse().unwrap(),
+                    format!("2001:db8::{}", 10 + o).parse().unwrap(),
+                ];
+                i
+            })
+            .collect();
+        let cfg = IndexConfig {
+            zone: Name::from_ascii("cluster.local.").unwrap(),
+            ttl: 5,
+            negative_ttl: 7,
+            ns_addresses: vec![],
+        };
+        let ns: BTreeSet<String> = ["default".to_string()].into();
+        let a = Authority::new(
+            Arc::new(ArcSwap::from_pointee(index::build(&[t], &ns, &cfg, 1, 42))),
+            Metrics::new().dns.clone(),
+            1232,
+        );
+        let srv = "_web._tcp.nginx.default.svc.cluster.local.";
+        // Without EDNS (512): the 6 answers fit, their glue does not.
+        let (fast, slow) = both(&a, &query(srv, RecordType::SRV, None, false, false));
+        let fast = fast.expect("the fast path answers without the glue");
+        assert_eq!(fast, slow);
+        assert_eq!(fast.answers.len(), 6);
+        assert!(fast.additionals.is_empty() && !fast.metadata.truncation);
+        // With 1232 bytes everything fits, glue included.
+        let (fast, slow) = both(&a, &query(srv, RecordType::SRV, Some(1232), false, false));
+        let fast = fast.expect("fits whole");
+        assert_eq!(fast, slow);
+        assert_eq!(fast.additionals.len(), 12);
     }
 
     #[test]

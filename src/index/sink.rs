@@ -24,6 +24,9 @@ pub struct WireSink<'o> {
     known: usize,
     pub answers: u16,
     pub additionals: u16,
+    /// Where the glue starts, if any was written: a response too large with its glue is sent
+    /// without it (RFC 2181 section 9), cut here.
+    pub glue_at: Option<usize>,
     /// Something could not be written (a TXT string over 255 bytes, an offset past 16 KiB):
     /// the caller falls back to the reference path.
     pub failed: bool,
@@ -39,6 +42,7 @@ impl<'o> WireSink<'o> {
             known: 0,
             answers: 0,
             additionals: 0,
+            glue_at: None,
             failed: false,
         }
     }
@@ -144,6 +148,7 @@ impl Sink for WireSink<'_> {
     }
 
     fn glue(&mut self, owner: Host<'_>, ip: IpAddr) {
+        self.glue_at.get_or_insert(self.out.len());
         match self.host_pointer(owner) {
             Some(at) => self.out.extend_from_slice(&(0xC000 | at).to_be_bytes()),
             None => self.host(owner),
