@@ -19,6 +19,6 @@ pub use identity::{
 };
 pub use peerset::{PeerSet, PeerSetError, PeerSetSpec, PeerSetStatus};
 pub use reconcile::{
-    CLAIM_SEPARATOR, POD_INDEX_LABEL, POD_NAME_LABEL, REVISION_LABEL, SRV_PRIORITY_ANNOTATION,
-    parent_and_ordinal, reconcile, srv_priority_annotation,
+    CLAIM_SEPARATOR, MAX_DECLARED, POD_INDEX_LABEL, POD_NAME_LABEL, REVISION_LABEL,
+    SRV_PRIORITY_ANNOTATION, parent_and_ordinal, reconcile, srv_priority_annotation,
 };

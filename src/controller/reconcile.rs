@@ -24,6 +24,12 @@ pub const SRV_PRIORITY_ANNOTATION: &str = "petdns.io/srv-priority";
 /// Joins several claim names in the identity TXT record.
 pub const CLAIM_SEPARATOR: &str = ",";
 
+/// The most ordinals petdns declares for one StatefulSet. Every declared ordinal becomes an
+/// identity whether its pod exists or not, and the API allows `replicas` up to 2^31 - 1: without
+/// a bound one such StatefulSet would exhaust the controller's memory. Beyond it, the first
+/// `MAX_DECLARED` ordinals are declared and the table says so (`ReplicasWithinBound`).
+pub const MAX_DECLARED: i32 = 10_000;
+
 const OUT_OF_SERVICE_TAINT: &str = "node.kubernetes.io/out-of-service";
 
 /// The SRV priority a Service asks for with `petdns.io/srv-priority: ordinal|uniform`;
@@ -74,9 +80,10 @@ pub fn reconcile(
         .unwrap_or_else(|| "default".into());
     let set_name = set.metadata.name.clone().unwrap_or_default();
     let spec = set.spec.clone().unwrap_or_default();
+    let asked = spec.replicas.unwrap_or(1).max(0);
     let ordinals = Ordinals {
         start: spec.ordinals.as_ref().and_then(|o| o.start).unwrap_or(0),
-        replicas: spec.replicas.unwrap_or(1).max(0),
+        replicas: asked.min(MAX_DECLARED),
     };
     let service_name = spec.service_name.clone().unwrap_or_default();
     let template_labels = spec
@@ -145,6 +152,19 @@ pub fn reconcile(
     }
 
     let mut conditions = conditions;
+    if asked > MAX_DECLARED {
+        conditions.push(Condition {
+            type_: "ReplicasWithinBound".into(),
+            status: ConditionStatus::False,
+            reason: "TooManyReplicas".into(),
+            message: format!(
+                "spec.replicas is {asked}; petdns declares at most {MAX_DECLARED} ordinals per \
+                 StatefulSet, so only ordinals {} to {} have names",
+                ordinals.start,
+                ordinals.start as i64 + MAX_DECLARED as i64 - 1
+            ),
+        });
+    }
     conditions.push(if mismatched.is_empty() {
         Condition {
             type_: "SubdomainsMatch".into(),

@@ -19,12 +19,13 @@ use tracing::debug;
 pub const BUILTIN_NAMESPACES: [&str; 4] =
     ["default", "kube-system", "kube-public", "kube-node-lease"];
 
-/// The most replicas a StatefulSet may declare. Every declared ordinal becomes an identity
-/// (and, materialised, a Pod and an address lease) whether its pod exists or not, so an
-/// unbounded `replicas` (the API allows up to 2^31 - 1) would exhaust memory: found while
-/// writing the `manifests` fuzz target, `replicas: 2147483647` aborted petdns on a failed
-/// allocation.
-pub const MAX_REPLICAS: i32 = 10_000;
+/// The most replicas a StatefulSet in a manifest may declare (the bound cluster mode applies,
+/// [`crate::controller::MAX_DECLARED`]). Every declared ordinal becomes an identity (and,
+/// materialised, a Pod and an address lease) whether its pod exists or not, so an unbounded
+/// `replicas` (the API allows up to 2^31 - 1) would exhaust memory: found while writing the
+/// `manifests` fuzz target, `replicas: 2147483647` aborted petdns on a failed allocation. A
+/// local file is the user's own, so it is rejected with the reason rather than cut short.
+pub const MAX_REPLICAS: i32 = crate::controller::MAX_DECLARED;
 
 /// One problem in the input, with where it is.
 #[derive(Clone, Debug, PartialEq, Eq)]

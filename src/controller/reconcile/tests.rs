@@ -1131,3 +1131,29 @@ fn duplicate_pod_objects_give_one_identity() {
         "first of the repeated objects is kept"
     );
 }
+
+/// A StatefulSet may declare up to 2^31 - 1 replicas; one identity per declared ordinal would
+/// exhaust the controller's memory. The table declares the first `MAX_DECLARED` and says why.
+#[test]
+fn replicas_beyond_the_bound_declare_the_first_max_declared_ordinals() {
+    let table = case("huge", i32::MAX).run();
+    assert_eq!(table.ordinals.replicas, MAX_DECLARED);
+    assert_eq!(table.identities.len(), MAX_DECLARED as usize);
+    assert_eq!(
+        table.identities.last().map(|i| i.ordinal),
+        Some(MAX_DECLARED - 1)
+    );
+    let c = condition(&table, "ReplicasWithinBound");
+    assert_eq!(c.status, ConditionStatus::False);
+    assert_eq!(c.reason, "TooManyReplicas");
+    assert!(c.message.contains("2147483647"), "{}", c.message);
+    // At the bound nothing is said.
+    let table = case("at bound", MAX_DECLARED).run();
+    assert_eq!(table.identities.len(), MAX_DECLARED as usize);
+    assert!(
+        table
+            .conditions
+            .iter()
+            .all(|c| c.type_ != "ReplicasWithinBound")
+    );
+}
