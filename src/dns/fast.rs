@@ -1,12 +1,14 @@
-//! The UDP fast path: a plain question answered by copying a pre-encoded response.
+//! The fast path (UDP and TCP): a plain question answered in place from the index.
 //!
 //! No allocation and no message decoding: the header and question are checked in place, the
-//! name is lower-cased into a reused key buffer, one hash lookup finds the prepared response,
-//! and the client's id, flags and question (its spelling, for 0x20) are copied into it.
-//! Anything unusual (other opcodes, EDNS versions or options beyond the plain OPT, several
-//! questions, ANY and zone transfers, answers that would need truncation, names outside the
-//! zones, before the first load) returns `None` and goes to the hickory path, which is the
-//! reference for every answer the fast path gives.
+//! name is lower-cased into a reused key buffer and found with `Snapshot::resolve` (one map
+//! lookup). A fixed name's pre-encoded response is copied out with the client's id, flags and
+//! question (its spelling, for 0x20) copied in; any other name's records are written after the
+//! client's question by `WireSink`, from the compact index. Glue that does not fit is left out
+//! whole, as on the hickory path. Anything unusual (other opcodes, EDNS versions or options
+//! beyond the plain OPT, several questions, ANY and zone transfers, answers that would need
+//! truncation, names outside the zones, before the first load) returns `None` and goes to the
+//! hickory path, which is the reference for every answer the fast path gives.
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
