@@ -2427,4 +2427,115 @@ fn tcp_connection_cap_closes_the_longest_idle_connection() {
         1,
         "the other one keeps working"
     );
+    // The metrics say what happened.
+    let m = |series: &str| {
+        s.metric(series)
+            .unwrap_or_else(|| panic!("{series} missing"))
+    };
+    assert_eq!(m("petdns_dns_tcp_connections_accepted_total"), 3.0);
+    assert_eq!(m("petdns_dns_tcp_connections_closed_at_cap_total"), 1.0);
+    assert_eq!(m("petdns_dns_tcp_connections_refused_total"), 0.0);
+    assert_eq!(m("petdns_dns_tcp_connections_open"), 2.0);
+}
+
+/// Knot's `kdig`, a second independent client: over UDP, and over one TCP connection kept
+/// open for several questions (`+keepopen`), each answered in order with the records dig
+/// sees.
+#[test]
+fn kdig_over_udp_and_one_kept_open_tcp_connection() {
+    let s = Options::new(&[&example("web.yaml")]).start();
+    let kdig = |args: &[&str]| -> String {
+        let out = std::process::Command::new("kdig")
+            .args([
+                &format!("@{}", s.dns.ip()),
+                "-p",
+                &s.dns.port().to_string(),
+                "+norec",
+                "+time=2",
+                "+retry=0",
+            ])
+            .args(args)
+            .output()
+            .expect("run kdig");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let service = "nginx.default.svc.cluster.local.";
+    let (pod0, pod1) = (
+        "web-0.nginx.default.svc.cluster.local.",
+        "web-1.nginx.default.svc.cluster.local.",
+    );
+    // UDP, one question.
+    let udp = kdig(&["+short", "-q", service, "-t", "A"]);
+    let mut got: Vec<&str> = udp.lines().collect();
+    got.sort();
+    assert_eq!(got, ["192.0.2.1", "192.0.2.2"], "kdig over UDP:\n{udp}");
+
+    // TCP: three questions on one connection.
+    let accepted = s
+        .metric("petdns_dns_tcp_connections_accepted_total")
+        .unwrap();
+    let tcp = kdig(&[
+        "+tcp",
+        "+keepopen",
+        "-q",
+        service,
+        "-t",
+        "SRV",
+        "-q",
+        pod1,
+        "-t",
+        "TXT",
+        "-q",
+        pod0,
+        "-t",
+        "A",
+    ]);
+    let replies: Vec<&str> = tcp
+        .split(";; ->>HEADER<<-")
+        .skip(1)
+        .map(str::trim)
+        .collect();
+    assert_eq!(replies.len(), 3, "three replies:\n{tcp}");
+    for r in &replies {
+        assert!(r.contains("status: NOERROR"), "{r}");
+        assert!(r.contains(";; Flags: qr aa;"), "authoritative, no RA:\n{r}");
+        assert!(r.contains("(TCP)"), "over TCP:\n{r}");
+    }
+    let records = |r: &str| -> Vec<String> {
+        // The first line is the rest of the header line the replies were split at.
+        r.lines()
+            .skip(1)
+            .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    assert_eq!(
+        records(replies[0]),
+        [
+            format!("{service} 5 IN SRV 0 50 80 {pod0}"),
+            format!("{service} 5 IN SRV 0 50 80 {pod1}"),
+            format!("{pod0} 5 IN A 192.0.2.1"),
+            format!("{pod1} 5 IN A 192.0.2.2"),
+        ],
+        "SRV with the targets' addresses as glue:\n{}",
+        replies[0]
+    );
+    let txt = records(replies[1]);
+    assert_eq!(txt.len(), 1, "{}", replies[1]);
+    assert!(
+        txt[0].starts_with(&format!(
+            "{pod1} 5 IN TXT \"ordinal=1\" \"set=web\" \"state=Ready\""
+        )),
+        "{}",
+        replies[1]
+    );
+    assert_eq!(records(replies[2]), [format!("{pod0} 5 IN A 192.0.2.1")]);
+    let accepted_after = s
+        .metric("petdns_dns_tcp_connections_accepted_total")
+        .unwrap();
+    assert_eq!(
+        accepted_after - accepted,
+        1.0,
+        "+keepopen asks all three on one connection"
+    );
 }

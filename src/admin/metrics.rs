@@ -59,6 +59,12 @@ pub struct DnsMetrics {
     /// UDP responses not sent, and sent truncated, by response rate limiting (`--rrl-*`).
     pub rrl_dropped: Counter,
     pub rrl_slipped: Counter,
+    /// TCP connections accepted, open now, closed to make room at `--tcp-max-connections`,
+    /// and refused because every open one was busy answering.
+    pub tcp_accepted: Counter,
+    pub tcp_open: Gauge,
+    pub tcp_closed_at_cap: Counter,
+    pub tcp_refused: Counter,
 }
 
 impl DnsMetrics {
@@ -162,6 +168,10 @@ impl Metrics {
             forward_errors: Counter::default(),
             rrl_dropped: Counter::default(),
             rrl_slipped: Counter::default(),
+            tcp_accepted: Counter::default(),
+            tcp_open: Gauge::default(),
+            tcp_closed_at_cap: Counter::default(),
+            tcp_refused: Counter::default(),
         };
         registry.register(
             "dns_forwarded",
@@ -182,6 +192,26 @@ impl Metrics {
             "dns_rrl_slipped",
             "UDP responses sent truncated (TC=1) instead of dropped by response rate limiting (--rrl-slip)",
             dns.rrl_slipped.clone(),
+        );
+        registry.register(
+            "dns_tcp_connections_accepted",
+            "TCP connections accepted",
+            dns.tcp_accepted.clone(),
+        );
+        registry.register(
+            "dns_tcp_connections_open",
+            "TCP connections open now",
+            dns.tcp_open.clone(),
+        );
+        registry.register(
+            "dns_tcp_connections_closed_at_cap",
+            "Idle TCP connections closed to make room for a new one at --tcp-max-connections",
+            dns.tcp_closed_at_cap.clone(),
+        );
+        registry.register(
+            "dns_tcp_connections_refused",
+            "TCP connections refused at --tcp-max-connections because every open one was busy",
+            dns.tcp_refused.clone(),
         );
         let source = SourceMetrics {
             reloads: Counter::default(),

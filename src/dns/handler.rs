@@ -49,6 +49,10 @@ impl Authority {
         }
     }
 
+    pub fn metrics(&self) -> &DnsMetrics {
+        &self.metrics
+    }
+
     /// Answers a plain UDP question from pre-encoded bytes into `out`; false sends it down
     /// the hickory path (anything unusual, forwarding misses, or `--log-queries`).
     pub fn fast_answer(

@@ -18,6 +18,7 @@ use tracing::debug;
 
 use super::udp::formerr;
 use super::{Authority, Capture, wire};
+use crate::admin::DnsMetrics;
 
 #[derive(Clone, Copy, Debug)]
 pub struct TcpConfig {
@@ -60,8 +61,11 @@ pub async fn serve(
             },
             _ = shutdown.cancelled() => break,
         };
-        let Some((id, close)) = admit(&conns, cfg.max_connections) else {
+        let metrics = authority.metrics();
+        metrics.tcp_accepted.inc();
+        let Some((id, close)) = admit(&conns, cfg.max_connections, metrics) else {
             debug!(%src, "every TCP connection is busy: refusing one");
+            metrics.tcp_refused.inc();
             continue;
         };
         let (conns, authority) = (conns.clone(), authority.clone());
@@ -78,7 +82,9 @@ pub async fn serve(
                 token,
             )
             .await;
-            lock(&conns).open.remove(&id);
+            let mut c = lock(&conns);
+            c.open.remove(&id);
+            authority.metrics().tcp_open.set(c.open.len() as i64);
         });
     }
     // Close what is open; each connection finishes the query it is answering.
@@ -94,7 +100,11 @@ fn lock(conns: &Mutex<Conns>) -> std::sync::MutexGuard<'_, Conns> {
 }
 
 /// Registers a new connection, closing the longest-idle one at the cap.
-fn admit(conns: &Mutex<Conns>, max: usize) -> Option<(u64, CancellationToken)> {
+fn admit(
+    conns: &Mutex<Conns>,
+    max: usize,
+    metrics: &DnsMetrics,
+) -> Option<(u64, CancellationToken)> {
     let mut c = lock(conns);
     if c.open.len() >= max.max(1) {
         let oldest = c
@@ -105,6 +115,7 @@ fn admit(conns: &Mutex<Conns>, max: usize) -> Option<(u64, CancellationToken)> {
             .map(|(id, _)| *id)?;
         if let Some(evicted) = c.open.remove(&oldest) {
             evicted.close.cancel();
+            metrics.tcp_closed_at_cap.inc();
         }
     }
     let id = c.next;
@@ -118,6 +129,7 @@ fn admit(conns: &Mutex<Conns>, max: usize) -> Option<(u64, CancellationToken)> {
             close: close.clone(),
         },
     );
+    metrics.tcp_open.set(c.open.len() as i64);
     Some((id, close))
 }
 
