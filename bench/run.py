@@ -31,7 +31,10 @@ BIN = os.path.join(ROOT, "target", "release", "petdns")
 
 
 def sh(cmd, **kw):
-    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout
+    r = subprocess.run(cmd, text=True, capture_output=True, **kw)
+    if r.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
+    return r.stdout
 
 
 def gen(preset_args, name, mix=None):
@@ -124,6 +127,9 @@ def main():
     ap.add_argument("--skip-build", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--write-docs", action="store_true")
+    ap.add_argument("--tests", default="udp,tcp,udp-positive,udp-nxdomain",
+                    help="comma-separated subset of udp,tcp,udp-positive,udp-nxdomain to run; "
+                         "a partial run prints its rows and writes no docs")
     ap.add_argument("--only-memory", action="store_true",
                     help="keep the dnsperf figures of bench/out/results.json, redo memory and start")
     a = ap.parse_args()
@@ -153,6 +159,8 @@ def main():
             try:
                 for test, kw in (("udp", dict(qfile=mix, latency=True)), ("tcp", dict(qfile=mix, mode="tcp")),
                                  ("udp-positive", dict(qfile=pos)), ("udp-nxdomain", dict(qfile=nx))):
+                    if test not in a.tests.split(","):
+                        continue
                     r = dnsperf(f"{server}-{test}-{rep}", port, kw.pop("qfile"), a.secs, pid, qps=a.qps, **kw)
                     runs.setdefault(test, {}).setdefault(server, []).append(r)
                     print(f"{server:7} {test:13} rep {rep}: {r['us_per_q']:6.2f} us/q  qps {r['qps']:.0f}  "
@@ -162,6 +170,11 @@ def main():
     med = {t: {s: {k: statistics.median([r[k] for r in rs if r[k] is not None] or [float('nan')])
                    for k in ("us_per_q", "p99_ms")} for s, rs in v.items()} for t, v in runs.items()}
     result = {"runs": runs, "median": med, "qps": a.qps, "secs": a.secs, "reps": a.reps}
+    if set(a.tests.split(",")) != {"udp", "tcp", "udp-positive", "udp-nxdomain"}:
+        for test, v in med.items():
+            p, k = v["petdns"]["us_per_q"], v["knot"]["us_per_q"]
+            print(f"{test}: petdns {p:.2f} us/q, Knot {k:.2f} us/q, ratio {p / k:.2f}x")
+        return
     if not a.skip_memory:
         small = gen(["--preset", "small"], "small")
         huge = gen(["--namespaces", "1000", "--services", "10", "--pods", "10"], "huge")  # 100,000 pods

@@ -854,6 +854,60 @@ fn tcp_carries_several_queries_per_connection_and_idle_ones_close() {
     );
 }
 
+/// What one read brings is answered in one go: pipelined questions come back in the order
+/// asked, the hickory path (ANY) included, and a message split anywhere, even inside its length
+/// prefix, is answered once it is whole.
+#[test]
+fn tcp_pipelined_and_split_messages_are_answered_in_order() {
+    use std::io::{Read, Write};
+    let s = Options::new(&[&example("kubia.yaml")]).start();
+    let pod = "kubia-0.kubia.default.svc.cluster.local.";
+    let kinds = [
+        RecordType::A,
+        RecordType::ANY,
+        RecordType::SRV,
+        RecordType::TXT,
+        RecordType::AAAA,
+    ];
+    let asked: Vec<Message> = (0..20u16)
+        .map(|i| {
+            let name = if i % 2 == 0 {
+                pod.to_string()
+            } else {
+                format!("{KUBIA_SET}.")
+            };
+            query(100 + i, &name, kinds[i as usize % kinds.len()], None)
+        })
+        .collect();
+    let replies = tcp_messages(s.dns, &asked);
+    let ids: Vec<u16> = replies.iter().map(|r| r.metadata.id).collect();
+    assert_eq!(ids, (100..120).collect::<Vec<u16>>(), "in the order asked");
+    for (q, r) in asked.iter().zip(&replies) {
+        assert_eq!(r.queries, q.queries, "question echoed");
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    }
+
+    // One message in three pieces: half the length prefix, then the rest of the prefix with
+    // part of the message, then the end.
+    let q = query(7, pod, RecordType::A, None).to_vec().unwrap();
+    let framed = [&(q.len() as u16).to_be_bytes()[..], &q].concat();
+    let mut c = std::net::TcpStream::connect(s.dns).unwrap();
+    c.set_nodelay(true).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for piece in [&framed[..1], &framed[1..10], &framed[10..]] {
+        c.write_all(piece).unwrap();
+        c.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut len = [0u8; 2];
+    c.read_exact(&mut len).unwrap();
+    let mut body = vec![0; u16::from_be_bytes(len) as usize];
+    c.read_exact(&mut body).unwrap();
+    let r = Message::from_vec(&body).unwrap();
+    assert_eq!(r.metadata.id, 7);
+    assert_eq!(r.answers.len(), 1, "{r:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hostile and malformed traffic: RFC answers, and the server keeps answering everyone else
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-//! The TCP listener: several queries per connection (answered in order), an idle timeout, and
-//! a cap on connections. At the cap, the connection idle the longest is closed to make room,
+//! The TCP listener: several queries per connection (answered in order; what one read brings
+//! is answered in one write), an idle timeout, and a cap on connections. At the cap, the connection idle the longest is closed to make room,
 //! so clients that hold connections open never lock out new ones; if every connection is busy
 //! answering, the new one is refused.
 
@@ -140,6 +140,9 @@ fn mark(conns: &Mutex<Conns>, id: u64, busy: bool) {
     }
 }
 
+/// Largest DNS message over TCP plus its length prefix.
+const MAX_FRAME: usize = 2 + u16::MAX as usize;
+
 #[allow(clippy::too_many_arguments)]
 async fn connection(
     mut stream: TcpStream,
@@ -152,44 +155,84 @@ async fn connection(
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
-    let (mut out, mut key, mut buf) = (
-        Vec::with_capacity(1232),
-        Vec::with_capacity(256),
-        Vec::new(),
-    );
+    let (mut out, mut key) = (Vec::with_capacity(1232), Vec::with_capacity(256));
+    // Bytes read and not yet answered are `input[start..]`; one read takes whatever the client
+    // has sent (often several queries), and the replies to all of them leave in one write.
+    let mut input: Vec<u8> = Vec::with_capacity(4096);
+    let mut start = 0;
+    let mut replies: Vec<u8> = Vec::with_capacity(4096);
+    // Made once per connection, not per read: a timer and two cancellation waiters per read
+    // cost more than answering. Each message must arrive whole within `idle` of the last
+    // answer (or of the connection's start); the timer is only moved when it fires early.
+    let closed = close.cancelled();
+    let stopping = shutdown.cancelled();
+    let timer = tokio::time::sleep(idle);
+    tokio::pin!(closed, stopping, timer);
+    let mut last_answer = tokio::time::Instant::now();
     loop {
-        // The length prefix, then the message; a client slower than the idle timeout at either
-        // is closed.
-        let len = tokio::select! {
-            r = tokio::time::timeout(idle, stream.read_u16()) => match r {
-                Ok(Ok(len)) => len as usize,
-                _ => return,
-            },
-            _ = close.cancelled() => return,
-            _ = shutdown.cancelled() => return,
-        };
-        buf.resize(len, 0);
-        match tokio::time::timeout(idle, stream.read_exact(&mut buf)).await {
-            Ok(Ok(_)) => {}
-            _ => return,
+        // Answer every whole message already read, in order.
+        if whole_message(&input[start..]).is_some() {
+            mark(conns, id, true);
         }
-        mark(conns, id, true);
-        let reply: Option<&[u8]> = if authority.fast_answer(&buf, &mut out, &mut key, true) {
-            Some(&out)
-        } else {
-            out = slow(&buf, src, authority).await;
-            (!out.is_empty()).then_some(&out[..])
-        };
-        if let Some(reply) = reply {
-            let mut framed = Vec::with_capacity(reply.len() + 2);
-            framed.extend_from_slice(&(reply.len() as u16).to_be_bytes());
-            framed.extend_from_slice(reply);
-            if stream.write_all(&framed).await.is_err() {
+        while let Some(len) = whole_message(&input[start..]) {
+            let query = &input[start + 2..start + 2 + len];
+            let reply: Option<&[u8]> = if authority.fast_answer(query, &mut out, &mut key, true) {
+                Some(&out)
+            } else {
+                out = slow(query, src, authority).await;
+                (!out.is_empty()).then_some(&out[..])
+            };
+            if let Some(reply) = reply {
+                replies.extend_from_slice(&(reply.len() as u16).to_be_bytes());
+                replies.extend_from_slice(reply);
+            }
+            start += 2 + len;
+            last_answer = tokio::time::Instant::now();
+        }
+        if !replies.is_empty() {
+            if stream.write_all(&replies).await.is_err() {
                 return;
             }
+            replies.clear();
         }
-        mark(conns, id, false);
+        if start > 0 {
+            mark(conns, id, false);
+            // Keep the unanswered tail at the front.
+            input.drain(..start);
+            start = 0;
+        }
+        // Room for the message the tail starts (or a few more queries).
+        let want = match input.len() {
+            0 | 1 => 2,
+            _ => 2 + u16::from_be_bytes([input[0], input[1]]) as usize,
+        };
+        input.reserve(want.clamp(4096, MAX_FRAME).saturating_sub(input.len()));
+        let read = loop {
+            tokio::select! {
+                biased;
+                r = stream.read_buf(&mut input) => break r,
+                _ = &mut timer => {
+                    let deadline = last_answer + idle;
+                    if tokio::time::Instant::now() >= deadline {
+                        return;
+                    }
+                    timer.as_mut().reset(deadline);
+                }
+                _ = &mut closed => return,
+                _ = &mut stopping => return,
+            }
+        };
+        match read {
+            Ok(n) if n > 0 => {}
+            _ => return,
+        }
     }
+}
+
+/// The length of the message at the front of `buf` when all of it has arrived.
+fn whole_message(buf: &[u8]) -> Option<usize> {
+    let len = u16::from_be_bytes([*buf.first()?, *buf.get(1)?]) as usize;
+    (buf.len() >= 2 + len).then_some(len)
 }
 
 /// The hickory path for one TCP message; empty when there is nothing to send.
