@@ -128,6 +128,8 @@ pub struct KubeMetrics {
     pub write_errors: Counter,
     /// PeerSets rejected by a DNS server because their content is invalid.
     pub invalid_peersets: Counter,
+    /// PeerSets not written because their status would be over `PEERSET_STATUS_MAX_BYTES`.
+    pub peersets_too_large: Gauge,
     /// 1 while this controller replica holds the leader lease.
     pub leader: Gauge,
 }
@@ -276,6 +278,7 @@ impl Metrics {
             writes: Counter::default(),
             write_errors: Counter::default(),
             invalid_peersets: Counter::default(),
+            peersets_too_large: Gauge::default(),
             leader: Gauge::default(),
         };
         registry.register(
@@ -307,6 +310,11 @@ impl Metrics {
             "invalid_peersets",
             "PeerSets rejected because their content is invalid (the previous state keeps serving)",
             kube.invalid_peersets.clone(),
+        );
+        registry.register(
+            "peersets_too_large",
+            "PeerSets the controller does not write because their status would exceed the API object size limit (the last written state keeps serving)",
+            kube.peersets_too_large.clone(),
         );
         registry.register(
             "leader",

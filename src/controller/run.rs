@@ -296,6 +296,7 @@ pub async fn run(
         index: ClusterIndex::new(cfg.srv_priority),
         peersets: BTreeMap::new(),
         dirty: BTreeSet::new(),
+        too_large: BTreeSet::new(),
         relists: Default::default(),
         synced: BTreeSet::new(),
         failing: BTreeSet::new(),
@@ -367,6 +368,8 @@ struct State {
     peersets: BTreeMap<Key, PeerSet>,
     /// Sets whose PeerSet may need a write.
     dirty: BTreeSet<Key>,
+    /// PeerSets whose status is over `PEERSET_STATUS_MAX_BYTES`: not written, said once.
+    too_large: BTreeSet<Key>,
     relists: Relists,
 
     synced: BTreeSet<&'static str>,
@@ -528,6 +531,38 @@ impl State {
             return Ok(());
         };
         let (spec, status) = PeerSet::from_table(&table, set.metadata.generation);
+        if let Some(bytes) = status_too_large(&status) {
+            if self.too_large.insert(key.clone()) {
+                self.metrics
+                    .peersets_too_large
+                    .set(self.too_large.len() as i64);
+                let note = format!(
+                    "the PeerSet status for {} identities would be {bytes} bytes of JSON, over the \
+                     {PEERSET_STATUS_MAX_BYTES} petdns writes (etcd stores at most 1.5 MiB per \
+                     object by default); DNS answers for this StatefulSet stay at the last \
+                     written state",
+                    status.identities.len()
+                );
+                tracing::error!(namespace = %key.0, statefulset = %key.1, bytes, "PeerSet too large: not written");
+                let ev = KubeEvent {
+                    type_: EventType::Warning,
+                    reason: "PeerSetTooLarge".into(),
+                    note: Some(note),
+                    action: "Reconcile".into(),
+                    secondary: None,
+                };
+                if let Err(e) = self.recorder.publish(&ev, &set.object_ref(&())).await {
+                    warn!(error = %e, "could not publish a Kubernetes Event");
+                }
+            }
+            return Ok(());
+        }
+        if self.too_large.remove(key) {
+            self.metrics
+                .peersets_too_large
+                .set(self.too_large.len() as i64);
+            info!(namespace = %key.0, statefulset = %key.1, "PeerSet fits again");
+        }
         let current = self.peersets.get(key);
         let owner = set.controller_owner_ref(&());
         let spec_same = current.is_some_and(|c| {
@@ -605,11 +640,84 @@ impl State {
     }
 }
 
+/// The largest PeerSet status petdns writes, in bytes of JSON. A custom resource is stored as
+/// JSON, and etcd refuses a request over 1.5 MiB by default (`--max-request-bytes`); this leaves
+/// room for the spec, the metadata and the managed fields. At 183 to 341 bytes an identity
+/// (`peerset_status_size_bound`; docs/deploy.md, "Limits") it holds 2,900 to 5,400 of them.
+pub const PEERSET_STATUS_MAX_BYTES: usize = 1_000_000;
+
+/// The JSON size of `status` when it is over `PEERSET_STATUS_MAX_BYTES`.
+fn status_too_large(status: &PeerSetStatus) -> Option<usize> {
+    let bytes = serde_json::to_vec(status).map_or(usize::MAX, |b| b.len());
+    (bytes > PEERSET_STATUS_MAX_BYTES).then_some(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use futures::FutureExt as _;
     use kube::core::Status;
+
+    /// A status of `n` Ready identities of StatefulSet `set` (pod names `<set>-<ordinal>`), each
+    /// with the addresses, node and claims given.
+    fn status_of(
+        n: i32,
+        set: &str,
+        addresses: &[&str],
+        node: &str,
+        claims: &[&str],
+    ) -> PeerSetStatus {
+        use super::super::identity::{Identity, IdentityState};
+        PeerSetStatus {
+            observed_generation: Some(3),
+            ready: format!("{n}/{n}"),
+            identities: (0..n)
+                .map(|o| Identity {
+                    ordinal: o,
+                    pod: format!("{set}-{o}"),
+                    hostname: format!("{set}-{o}"),
+                    addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+                    state: IdentityState::Ready,
+                    published: true,
+                    node: Some(node.into()),
+                    revision: Some(format!("{set}-5d8f7c9b6d")),
+                    claims: claims.iter().map(|c| format!("{c}-{set}-{o}")).collect(),
+                })
+                .collect(),
+            conditions: Vec::new(),
+        }
+    }
+
+    /// The bound holds thousands of identities, and a StatefulSet at the replica bound with
+    /// realistic names is over it (so it is not written, rather than refused by etcd).
+    #[test]
+    fn peerset_status_size_bound() {
+        let short = |n| status_of(n, "web", &["10.244.1.17"], "node-1", &["data"]);
+        let long = |n| {
+            status_of(
+                n,
+                "cassandra-ring-east",
+                &["10.244.123.45", "fd00:10:244:7b::2d"],
+                "ip-10-0-123-45.eu-west-1.compute.internal",
+                &["data", "commitlog"],
+            )
+        };
+        let per = |s: PeerSetStatus| serde_json::to_vec(&s).unwrap().len() / s.identities.len();
+        let (short_bytes, long_bytes) = (per(short(1000)), per(long(1000)));
+        assert!(
+            (170..=200).contains(&short_bytes) && (320..=360).contains(&long_bytes),
+            "bytes per identity: short names {short_bytes}, long names {long_bytes} \
+             (docs/deploy.md quotes these)"
+        );
+        assert_eq!(status_too_large(&long(2500)), None);
+        assert_eq!(status_too_large(&short(5000)), None);
+        assert!(status_too_large(&long(3000)).is_some());
+        let at_bound = status_too_large(&short(crate::controller::MAX_DECLARED));
+        assert!(
+            at_bound.is_some_and(|b| b > PEERSET_STATUS_MAX_BYTES),
+            "{at_bound:?}"
+        );
+    }
 
     type Item = watcher::Result<Event<()>>;
 

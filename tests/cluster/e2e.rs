@@ -671,6 +671,36 @@ fn publish_not_ready_start_ordinal_and_node_lost() {
     });
 }
 
+/// A StatefulSet whose PeerSet would be over the size petdns writes (here 10,000 declared
+/// identities) gets no PeerSet, a Warning Event and the metric, instead of a write etcd would
+/// refuse; scaled down it is written and the metric clears.
+#[test]
+fn a_peerset_too_large_is_not_written_and_said_so() {
+    let c = Cluster::new();
+    c.node("node-a");
+    let controller = c.controller("ctl-a");
+    c.service("nginx", "web", false, "None");
+    c.statefulset("web", "nginx", 10_000, 0);
+    poll(DEADLINE, || {
+        (!c.events("PeerSetTooLarge", "web").is_empty()).then_some(())
+    })
+    .expect("a PeerSetTooLarge Event about StatefulSet web");
+    let event = &c.events("PeerSetTooLarge", "web")[0];
+    assert_eq!(event["type"], "Warning", "{event:#}");
+    let note = event["note"].as_str().unwrap_or("");
+    assert!(note.contains("10000 identities"), "{note}");
+    assert_eq!(controller.metric("petdns_peersets_too_large"), Some(1.0));
+    assert!(c.peerset("web").is_none(), "no PeerSet is written");
+
+    c.scale("web", 3);
+    let ps = c.wait_peerset("web", "written for 3 replicas", |p| ready_of(p) == "0/3");
+    assert_eq!(ps["status"]["identities"].as_array().map(Vec::len), Some(3));
+    poll(DEADLINE, || {
+        (controller.metric("petdns_peersets_too_large") == Some(0.0)).then_some(())
+    })
+    .expect("the metric clears once the PeerSet fits");
+}
+
 #[test]
 fn misconfigurations_set_conditions_events_and_no_records() {
     let c = Cluster::new();
