@@ -608,6 +608,20 @@ pub fn split_documents(text: &str) -> Vec<(usize, &str)> {
 mod tests {
     use super::*;
 
+    /// `text` parsed as the file `file`: the objects and the errors.
+    fn parse(file: &str, text: &str) -> (Objects, Vec<ManifestError>) {
+        let mut objects = Objects::default();
+        let mut errors = Vec::new();
+        parse_into(
+            Path::new(file),
+            text,
+            &mut objects,
+            &mut BTreeMap::new(),
+            &mut errors,
+        );
+        (objects, errors)
+    }
+
     /// The identity table from Pods read through `PodFields` is the one the whole Pods give,
     /// for every state the rules tell apart, from JSON and from YAML documents.
     #[test]
@@ -671,15 +685,7 @@ mod tests {
             .map(|p| format!("---\n{}", serde_saphyr::to_string(p).unwrap()))
             .collect();
         for (form, text) in [("JSON", json), ("YAML", yaml)] {
-            let mut objects = Objects::default();
-            let mut errors = Vec::new();
-            parse_into(
-                Path::new("pods.yaml"),
-                &text,
-                &mut objects,
-                &mut BTreeMap::new(),
-                &mut errors,
-            );
+            let (objects, errors) = parse("pods.yaml", &text);
             assert!(errors.is_empty(), "{form}: {errors:?}");
             let parsed: Vec<&Pod> = objects.pods.values().map(|p| &**p).collect();
             assert_eq!(parsed.len(), pods.len(), "{form}");
@@ -711,15 +717,7 @@ mod tests {
                 ));
             }
         }
-        let mut objects = Objects::default();
-        let mut errors = Vec::new();
-        parse_into(
-            Path::new("big.yaml"),
-            &text,
-            &mut objects,
-            &mut BTreeMap::new(),
-            &mut errors,
-        );
+        let (objects, errors) = parse("big.yaml", &text);
         assert_eq!(objects.pods.len(), 2999);
         assert_eq!(errors.len(), 1, "{errors:?}");
         // 2,500 two-line documents, then `---` and four lines: the bad flow mapping is on line 5
@@ -745,15 +743,7 @@ mod tests {
     #[test]
     fn bad_document_names_file_and_line() {
         let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: ok\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: web\nspec:\n  replicas: three\n";
-        let mut objects = Objects::default();
-        let mut errors = Vec::new();
-        parse_into(
-            Path::new("x.yaml"),
-            text,
-            &mut objects,
-            &mut BTreeMap::new(),
-            &mut errors,
-        );
+        let (_, errors) = parse("x.yaml", text);
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].line, 11, "{}", errors[0]);
         assert!(
@@ -766,15 +756,7 @@ mod tests {
     #[test]
     fn missing_namespace_means_default_and_unknown_kinds_are_skipped() {
         let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: nginx\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x\n";
-        let mut objects = Objects::default();
-        let mut errors = Vec::new();
-        parse_into(
-            Path::new("x.yaml"),
-            text,
-            &mut objects,
-            &mut BTreeMap::new(),
-            &mut errors,
-        );
+        let (objects, errors) = parse("x.yaml", text);
         assert!(errors.is_empty(), "{errors:?}");
         assert!(
             objects
@@ -786,15 +768,7 @@ mod tests {
     #[test]
     fn list_items_are_unpacked_and_duplicates_rejected() {
         let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata: {name: a, namespace: x}\n- apiVersion: v1\n  kind: Service\n  metadata: {name: a, namespace: x}\n";
-        let mut objects = Objects::default();
-        let mut errors = Vec::new();
-        parse_into(
-            Path::new("dump.yaml"),
-            text,
-            &mut objects,
-            &mut BTreeMap::new(),
-            &mut errors,
-        );
+        let (objects, errors) = parse("dump.yaml", text);
         assert_eq!(objects.services.len(), 1);
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].reason.contains("defined again"));
@@ -839,15 +813,7 @@ mod tests {
     #[test]
     fn invalid_dns_label_is_rejected() {
         let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: Bad_Name\n";
-        let mut objects = Objects::default();
-        let mut errors = Vec::new();
-        parse_into(
-            Path::new("x.yaml"),
-            text,
-            &mut objects,
-            &mut BTreeMap::new(),
-            &mut errors,
-        );
+        let (_, errors) = parse("x.yaml", text);
         assert_eq!(errors.len(), 1);
         assert!(errors[0].reason.contains("not a valid DNS label"));
     }
