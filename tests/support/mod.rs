@@ -85,6 +85,7 @@ pub struct Options {
     manifests: Vec<PathBuf>,
     state_dir: Option<PathBuf>,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     wait_ready: bool,
 }
 
@@ -94,6 +95,7 @@ impl Options {
             manifests: manifests.iter().map(|p| p.to_path_buf()).collect(),
             state_dir: None,
             args: vec!["--pod-cidr".into(), "192.0.2.0/24".into()],
+            env: Vec::new(),
             wait_ready: true,
         }
     }
@@ -109,6 +111,12 @@ impl Options {
             self.args.clear();
         }
         self.args.extend(args.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// An environment variable for the process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
         self
     }
 
@@ -165,7 +173,7 @@ impl Server {
         );
         args.push(state_dir.display().to_string());
         args.extend(opts.args.iter().cloned());
-        Server::launch(&args, state_dir, tmp, opts.wait_ready)
+        Server::launch(&args, &opts.env, state_dir, tmp, opts.wait_ready)
     }
 
     /// Starts `petdns <args> --log-format json` for any subcommand that logs `"listening"`
@@ -175,11 +183,12 @@ impl Server {
         let tmp = tempfile::tempdir().expect("temp dir");
         let state_dir = tmp.path().join("state");
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        Server::launch(&args, state_dir, Some(tmp), wait_ready)
+        Server::launch(&args, &[], state_dir, Some(tmp), wait_ready)
     }
 
     fn launch(
         args: &[String],
+        env: &[(String, String)],
         state_dir: PathBuf,
         tmp: Option<tempfile::TempDir>,
         wait_ready: bool,
@@ -188,6 +197,7 @@ impl Server {
         cmd.args(args)
             .args(["--log-format", "json"])
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
