@@ -516,6 +516,7 @@ impl State {
         let Some(set) = self.index.stateful_set(key).cloned() else {
             // The StatefulSet is gone: its PeerSet goes too (the garbage collector would also
             // remove it through the owner reference).
+            self.forget_too_large(key);
             if self.peersets.contains_key(key) {
                 info!(namespace = %key.0, statefulset = %key.1, "deleting the PeerSet of a deleted StatefulSet");
                 match api.delete(&key.1, &DeleteParams::default()).await {
@@ -557,10 +558,7 @@ impl State {
             }
             return Ok(());
         }
-        if self.too_large.remove(key) {
-            self.metrics
-                .peersets_too_large
-                .set(self.too_large.len() as i64);
+        if self.forget_too_large(key) {
             info!(namespace = %key.0, statefulset = %key.1, "PeerSet fits again");
         }
         let current = self.peersets.get(key);
@@ -607,6 +605,15 @@ impl State {
         }
         info!(namespace = %key.0, statefulset = %key.1, ready = %status.ready, "PeerSet written");
         Ok(())
+    }
+
+    /// `key` is no longer too large (it fits, or its StatefulSet is gone); true if it was.
+    fn forget_too_large(&mut self, key: &Key) -> bool {
+        let was = self.too_large.remove(key);
+        self.metrics
+            .peersets_too_large
+            .set(self.too_large.len() as i64);
+        was
     }
 
     /// A Kubernetes Event on the StatefulSet for every condition that newly went wrong.

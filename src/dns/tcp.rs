@@ -1,7 +1,7 @@
 //! The TCP listener: several queries per connection (answered in order; what one read brings
-//! is answered in one write), an idle timeout, and a cap on connections. At the cap, the connection idle the longest is closed to make room,
-//! so clients that hold connections open never lock out new ones; if every connection is busy
-//! answering, the new one is refused.
+//! is answered in one write), an idle timeout, and a cap on connections. At the cap, the
+//! connection idle the longest is closed to make room, so clients that hold connections open
+//! never lock out new ones; if every connection is busy answering, the new one is refused.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -161,9 +161,9 @@ async fn connection(
     let mut input: Vec<u8> = Vec::with_capacity(4096);
     let mut start = 0;
     let mut replies: Vec<u8> = Vec::with_capacity(4096);
-    // Made once per connection, not per read: a timer and two cancellation waiters per read
-    // cost more than answering. Each message must arrive whole within `idle` of the last
-    // answer (or of the connection's start); the timer is only moved when it fires early.
+    // The idle timer and the two cancellation waiters are made once per connection, not per
+    // read. Each message must arrive whole within `idle` of the last answer (or of the
+    // connection's start); the timer is only moved when it fires before that.
     let closed = close.cancelled();
     let stopping = shutdown.cancelled();
     let timer = tokio::time::sleep(idle);

@@ -699,6 +699,18 @@ fn a_peerset_too_large_is_not_written_and_said_so() {
         (controller.metric("petdns_peersets_too_large") == Some(0.0)).then_some(())
     })
     .expect("the metric clears once the PeerSet fits");
+
+    // Too large again, then deleted: nothing is left counted.
+    c.scale("web", 10_000);
+    poll(DEADLINE, || {
+        (controller.metric("petdns_peersets_too_large") == Some(1.0)).then_some(())
+    })
+    .expect("too large again");
+    c.delete(c.sets(), "web");
+    poll(DEADLINE, || {
+        (controller.metric("petdns_peersets_too_large") == Some(0.0)).then_some(())
+    })
+    .expect("the metric clears once the StatefulSet is gone");
 }
 
 #[test]
