@@ -16,11 +16,11 @@ use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler};
 use petdns::admin::Metrics;
-use petdns::controller::{
+use petdns::dns::{Authority, Capture};
+use petdns::identity::{
     Condition, ConditionStatus, Identity, IdentityState, IdentityTable, Ordinals, PortSpec,
     SrvPriority,
 };
-use petdns::dns::{Authority, Capture};
 use petdns::index::{self, IndexConfig, Indexer, Snapshot};
 
 /// `sets` StatefulSets of `pods` Ready identities each, in namespace `ns-<set / 10>`.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::Cidr;
+use crate::cidr::Cidr;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -53,11 +53,11 @@ pub enum SrvPriorityArg {
     Ordinal,
 }
 
-impl From<SrvPriorityArg> for crate::controller::SrvPriority {
+impl From<SrvPriorityArg> for crate::identity::SrvPriority {
     fn from(a: SrvPriorityArg) -> Self {
         match a {
-            SrvPriorityArg::Uniform => crate::controller::SrvPriority::Uniform,
-            SrvPriorityArg::Ordinal => crate::controller::SrvPriority::Ordinal,
+            SrvPriorityArg::Uniform => crate::identity::SrvPriority::Uniform,
+            SrvPriorityArg::Ordinal => crate::identity::SrvPriority::Ordinal,
         }
     }
 }

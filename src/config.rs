@@ -1,16 +1,16 @@
 //! Validated configuration: raw flags from [`crate::cli`] become these types, or a clear error.
 
-use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::str::FromStr;
+
 use std::time::Duration;
 
 use hickory_proto::rr::Name;
 
-use crate::controller::SrvPriority;
 use crate::dns::RrlConfig;
+use crate::identity::SrvPriority;
 
+use crate::cidr::Cidr;
 use crate::cli::{CheckArgs, ControllerArgs, ServeArgs};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,96 +27,6 @@ pub enum ConfigError {
     LeaseSeconds(u64),
     #[error("no --state-dir given and neither XDG_STATE_HOME nor HOME is set")]
     NoStateDir,
-}
-
-/// An IPv4 or IPv6 prefix such as `10.244.0.0/16`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    fn bits(&self) -> u32 {
-        if self.addr.is_ipv4() { 32 } else { 128 }
-    }
-
-    fn as_u128(ip: IpAddr) -> u128 {
-        match ip {
-            IpAddr::V4(v4) => u32::from(v4) as u128,
-            IpAddr::V6(v6) => u128::from(v6),
-        }
-    }
-
-    fn ip_of(&self, n: u128) -> IpAddr {
-        if self.addr.is_ipv4() {
-            IpAddr::V4(Ipv4Addr::from(n as u32))
-        } else {
-            IpAddr::V6(Ipv6Addr::from(n))
-        }
-    }
-
-    fn host_bits(&self) -> u32 {
-        self.bits() - self.prefix as u32
-    }
-
-    fn network(&self) -> u128 {
-        let hb = self.host_bits();
-        if hb >= 128 {
-            0
-        } else {
-            (Self::as_u128(self.addr) >> hb) << hb
-        }
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        ip.is_ipv4() == self.addr.is_ipv4() && {
-            let hb = self.host_bits();
-            hb >= 128 || (Self::as_u128(ip) >> hb) == (self.network() >> hb)
-        }
-    }
-
-    /// Usable host addresses in ascending order: without the network address, and for IPv4
-    /// prefixes shorter than /31 without the broadcast address.
-    pub fn hosts(&self) -> impl Iterator<Item = IpAddr> + '_ {
-        let hb = self.host_bits();
-        let size: u128 = if hb >= 128 { u128::MAX } else { 1u128 << hb };
-        let (first, last) = if size <= 2 {
-            (0, size - 1)
-        } else if self.addr.is_ipv4() {
-            (1, size - 2)
-        } else {
-            (1, size - 1)
-        };
-        let net = self.network();
-        (first..=last).map(move |i| self.ip_of(net + i))
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.ip_of(self.network()), self.prefix)
-    }
-}
-
-impl FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (addr, prefix) = s
-            .split_once('/')
-            .ok_or_else(|| format!("{s:?} is not a CIDR such as 10.244.0.0/16"))?;
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("{addr:?} is not an IP address"))?;
-        let prefix: u8 = prefix
-            .parse()
-            .map_err(|_| format!("{prefix:?} is not a prefix length"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        if prefix > max {
-            return Err(format!("prefix /{prefix} is longer than /{max}"));
-        }
-        Ok(Cidr { addr, prefix })
-    }
 }
 
 /// Where `petdns serve` gets its identity tables.
@@ -303,22 +213,6 @@ impl ControllerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cidr_hosts_skip_network_and_broadcast() {
-        let c: Cidr = "192.0.2.0/30".parse().unwrap();
-        let hosts: Vec<String> = c.hosts().map(|h| h.to_string()).collect();
-        assert_eq!(hosts, ["192.0.2.1", "192.0.2.2"]);
-        assert!(c.contains("192.0.2.3".parse().unwrap()));
-        assert!(!c.contains("192.0.2.4".parse().unwrap()));
-        let v6: Cidr = "2001:db8::/64".parse().unwrap();
-        assert_eq!(v6.hosts().next().unwrap().to_string(), "2001:db8::1");
-        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
-        assert_eq!(
-            "10.244.1.7/16".parse::<Cidr>().unwrap().to_string(),
-            "10.244.0.0/16"
-        );
-    }
 
     /// `petdns serve --manifests x.yaml <extra>` as configuration, or the error text.
     fn serve(extra: &[&str]) -> Result<ServeConfig, String> {

@@ -53,13 +53,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(petdns::app::run(cli));
+    let result = runtime.block_on(petdns::commands::run(cli));
     runtime.shutdown_timeout(Duration::from_secs(1));
     match result {
         Ok(code) => code.into(),
         Err(e) => {
             eprintln!("petdns: {e:#}");
-            petdns::app::exit_code(&e).into()
+            petdns::commands::exit_code(&e).into()
         }
     }
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use hickory_proto::rr::Name;
 use libfuzzer_sys::fuzz_target;
-use petdns::controller::SrvPriority;
+use petdns::identity::SrvPriority;
 use petdns::index::{self, IndexConfig};
 use petdns::source::embedded;
 use petdns::source::leases::LeaseStore;

@@ -26,7 +26,7 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
 use libfuzzer_sys::fuzz_target;
 use petdns::admin::Metrics;
-use petdns::controller::{
+use petdns::identity::{
     Condition, ConditionStatus, Identity, IdentityState, IdentityTable, Ordinals, PortSpec,
     SrvPriority,
 };

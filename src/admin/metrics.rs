@@ -11,7 +11,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::controller::IdentityState;
+use crate::identity::IdentityState;
 use crate::index::SnapshotStats;
 
 const QTYPES: [&str; 11] = [

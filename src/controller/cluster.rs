@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 
-use super::identity::{IdentityTable, SrvPriority};
-use super::reconcile::{node_lost, parent_and_ordinal, reconcile, srv_priority_annotation};
+use crate::identity::{IdentityTable, SrvPriority};
+use crate::identity::{node_lost, parent_and_ordinal, reconcile, srv_priority_annotation};
 
 /// (namespace, name)
 pub type Key = (String, String);

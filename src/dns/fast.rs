@@ -302,11 +302,11 @@ mod tests {
 
     use super::*;
     use crate::admin::Metrics;
-    use crate::controller::{
+    use crate::dns::Authority;
+    use crate::identity::{
         Condition, ConditionStatus, Identity, IdentityState, IdentityTable, Ordinals, PortSpec,
         SrvPriority,
     };
-    use crate::dns::Authority;
     use crate::index::{self, IndexConfig};
 
     fn table() -> IdentityTable {

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::identity::{ConditionStatus, Identity, IdentityState, IdentityTable};
+use super::model::{ConditionStatus, Identity, IdentityState, IdentityTable};
 use super::reconcile::parent_and_ordinal;
 
 /// What the name is, once the zone and the `svc` label are taken off.
@@ -362,8 +362,8 @@ fn why_unpublished(table: &IdentityTable, i: &Identity) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::fixtures::*;
-    use crate::controller::reconcile;
+    use crate::identity::fixtures::*;
+    use crate::identity::reconcile;
 
     /// `web` with 3 replicas governed by `nginx`; pods given.
     fn table(

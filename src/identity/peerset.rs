@@ -5,7 +5,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::identity::{Condition, Identity, IdentityTable, Ordinals, PortSpec, SrvPriority};
+use super::model::{Condition, Identity, IdentityTable, Ordinals, PortSpec, SrvPriority};
 
 /// What the StatefulSet and its governing Service declare.
 #[derive(CustomResource, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::identity::{
+use super::model::{
     Condition, ConditionStatus, Identity, IdentityState, IdentityTable, Ordinals, PortSpec,
     SrvPriority,
 };
@@ -465,7 +465,7 @@ fn pod_ready(pod: &Pod) -> bool {
         .is_some_and(|c| c.status == "True")
 }
 
-pub(crate) fn node_lost(node: &Node) -> bool {
+pub fn node_lost(node: &Node) -> bool {
     let not_ready = node
         .status
         .as_ref()

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use hickory_proto::rr::rdata::{A, AAAA, NS, SOA, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
-use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use tracing::warn;
 
 use super::service::{PtrTarget, ServiceData, SetData, service_key};
@@ -15,7 +14,7 @@ use super::snapshot::{
     v6_key,
 };
 use super::wire;
-use crate::controller::{IdentityState, IdentityTable};
+use crate::identity::{IdentityState, IdentityTable};
 
 /// The CoreDNS-compatible schema version answered at `dns-version.<zone>`.
 pub const SCHEMA_VERSION: &str = "1.1.0";
@@ -532,7 +531,7 @@ impl<'a> Builder<'a> {
                 ..
             } = set;
             records += answers.len();
-            entries.entry(lower).or_default().rrsets.push(rrset(
+            entries.entry(lower).or_default().rrsets.push(RrSet::new(
                 &owner,
                 rtype,
                 answers,
@@ -606,23 +605,6 @@ struct Core {
     records: usize,
 }
 
-/// A record set with its encoded sizes.
-pub(crate) fn rrset(
-    owner: &Name,
-    rtype: RecordType,
-    answers: Vec<Record>,
-    additionals: Vec<Record>,
-) -> RrSet {
-    let (answers_len, additionals_len) = encoded_lens(owner, rtype, &answers, &additionals);
-    RrSet {
-        rtype,
-        answers,
-        additionals,
-        answers_len,
-        additionals_len,
-    }
-}
-
 fn address_rdata(ip: IpAddr) -> RData {
     match ip {
         IpAddr::V4(v4) => RData::A(A(v4)),
@@ -650,33 +632,4 @@ fn soa_record(origin: &Name, zone: &Name, serial: u32, negative_ttl: u32) -> Rec
             negative_ttl,
         )),
     )
-}
-
-/// Encoded sizes of the answers and additionals as they follow a question for `owner`,
-/// compressed as the response encoder compresses them.
-fn encoded_lens(
-    owner: &Name,
-    rtype: RecordType,
-    answers: &[Record],
-    additionals: &[Record],
-) -> (usize, usize) {
-    let mut buf = Vec::with_capacity(512);
-    let mut enc = BinEncoder::new(&mut buf);
-    let mut measure = || -> Result<(usize, usize), hickory_proto::ProtoError> {
-        owner.emit(&mut enc)?;
-        enc.emit_u16(u16::from(rtype))?;
-        enc.emit_u16(1)?;
-        let q = enc.offset();
-        for r in answers {
-            r.emit(&mut enc)?;
-        }
-        let a = enc.offset();
-        for r in additionals {
-            r.emit(&mut enc)?;
-        }
-        Ok((a - q, enc.offset() - a))
-    };
-    // Encoding into a Vec cannot run out of space; an error means a malformed record, which
-    // the builder never makes. Fall back to "too large" so it is only ever sent over TCP.
-    measure().unwrap_or((usize::MAX / 4, usize::MAX / 4))
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tracing::warn;
 
-use crate::controller::{CLAIM_SEPARATOR, Identity, IdentityState, IdentityTable, SrvPriority};
+use crate::identity::{CLAIM_SEPARATOR, Identity, IdentityState, IdentityTable, SrvPriority};
 
 /// A target or owner name below a Service: `<set>-<ordinal>.<svc>.<ns>.svc.<zone>`.
 #[derive(Clone, Copy, Debug)]

@@ -16,9 +16,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use hickory_proto::rr::{LowerName, Name, Record, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
 use super::service::{PtrTarget, ServiceData, Sink, Sub};
-use crate::controller::IdentityState;
+use crate::identity::IdentityState;
 
 /// One zone petdns is authoritative for, with its SOA for negative answers.
 #[derive(Debug)]
@@ -43,6 +44,54 @@ pub struct RrSet {
     pub answers_len: usize,
     /// Encoded size of the additionals, after the answers.
     pub additionals_len: usize,
+}
+
+impl RrSet {
+    /// A record set with its encoded sizes.
+    pub(crate) fn new(
+        owner: &Name,
+        rtype: RecordType,
+        answers: Vec<Record>,
+        additionals: Vec<Record>,
+    ) -> RrSet {
+        let (answers_len, additionals_len) = encoded_lens(owner, rtype, &answers, &additionals);
+        RrSet {
+            rtype,
+            answers,
+            additionals,
+            answers_len,
+            additionals_len,
+        }
+    }
+}
+
+/// Encoded sizes of the answers and additionals as they follow a question for `owner`,
+/// compressed as the response encoder compresses them.
+fn encoded_lens(
+    owner: &Name,
+    rtype: RecordType,
+    answers: &[Record],
+    additionals: &[Record],
+) -> (usize, usize) {
+    let mut buf = Vec::with_capacity(512);
+    let mut enc = BinEncoder::new(&mut buf);
+    let mut measure = || -> Result<(usize, usize), hickory_proto::ProtoError> {
+        owner.emit(&mut enc)?;
+        enc.emit_u16(u16::from(rtype))?;
+        enc.emit_u16(1)?;
+        let q = enc.offset();
+        for r in answers {
+            r.emit(&mut enc)?;
+        }
+        let a = enc.offset();
+        for r in additionals {
+            r.emit(&mut enc)?;
+        }
+        Ok((a - q, enc.offset() - a))
+    };
+    // Encoding into a Vec cannot run out of space; an error means a malformed record, which
+    // the builder never makes. Fall back to "too large" so it is only ever sent over TCP.
+    measure().unwrap_or((usize::MAX / 4, usize::MAX / 4))
 }
 
 /// Everything that exists at one fixed name. An entry with no record sets is a name that exists
@@ -326,7 +375,7 @@ impl Snapshot {
                     super::sink::RecordSink::new(Name::from(name.clone()), &cluster, self.ttl);
                 node.answer(rtype, &mut sink);
                 (!sink.answers.is_empty()).then(|| {
-                    super::build::rrset(
+                    RrSet::new(
                         &Name::from(name.clone()),
                         rtype,
                         sink.answers,

@@ -10,7 +10,7 @@ use hickory_proto::op::{Message, OpCode, Query};
 use hickory_proto::rr::{LowerName, Name, RData, RecordType};
 
 use super::{IndexConfig, Lookup, RrSet, SCHEMA_VERSION, Snapshot, Zone, build, placeholder};
-use crate::controller::{
+use crate::identity::{
     Condition, ConditionStatus, Identity, IdentityState, IdentityTable, Ordinals, PortSpec,
     SrvPriority,
 };

@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::leases::{LeaseError, LeaseKey, LeaseStore, RetainedSet};
 use super::manifests::Objects;
-use crate::controller::{
+use crate::identity::{
     IdentityTable, POD_INDEX_LABEL, POD_NAME_LABEL, REVISION_LABEL, SrvPriority,
     parent_and_ordinal, reconcile, srv_priority_annotation,
 };

@@ -16,8 +16,8 @@ use tracing::{debug, info, warn};
 use super::Publish;
 use super::manifests::BUILTIN_NAMESPACES;
 use crate::admin::KubeMetrics;
-use crate::controller::run::with_backoff;
-use crate::controller::{IdentityTable, PeerSet};
+use crate::identity::{IdentityTable, PeerSet};
+use crate::k8s::with_backoff;
 
 type Key = (String, String);
 
@@ -210,7 +210,7 @@ impl<P: Publish> PeerSetSource<P> {
         let key = (ps.metadata.namespace.clone()?, ps.metadata.name.clone()?);
         match ps.to_table() {
             Ok(table) => Some((key, table)),
-            Err(crate::controller::PeerSetError::NoStatus(_)) => None,
+            Err(crate::identity::PeerSetError::NoStatus(_)) => None,
             Err(e) => {
                 self.metrics.invalid_peersets.inc();
                 self.publish.rejected();

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::config::Cidr;
+use crate::cidr::Cidr;
 
 const FILE_NAME: &str = "leases.json";
 const FORMAT_VERSION: u32 = 1;

@@ -23,12 +23,12 @@ pub const BUILTIN_NAMESPACES: [&str; 4] =
     ["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// The most replicas a StatefulSet in a manifest may declare (the bound cluster mode applies,
-/// [`crate::controller::MAX_DECLARED`]). Every declared ordinal becomes an identity (and,
+/// [`crate::identity::MAX_DECLARED`]). Every declared ordinal becomes an identity (and,
 /// materialised, a Pod and an address lease) whether its pod exists or not, so an unbounded
 /// `replicas` (the API allows up to 2^31 - 1) would exhaust memory: found while writing the
 /// `manifests` fuzz target, `replicas: 2147483647` aborted petdns on a failed allocation. A
 /// local file is the user's own, so it is rejected with the reason rather than cut short.
-pub const MAX_REPLICAS: i32 = crate::controller::MAX_DECLARED;
+pub const MAX_REPLICAS: i32 = crate::identity::MAX_DECLARED;
 
 /// One problem in the input, with where it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -626,8 +626,8 @@ mod tests {
     /// for every state the rules tell apart, from JSON and from YAML documents.
     #[test]
     fn a_pod_reads_the_same_through_the_fields_parsed() {
-        use crate::controller::fixtures::*;
-        use crate::controller::reconcile;
+        use crate::identity::fixtures::*;
+        use crate::identity::reconcile;
         use k8s_openapi::api::core::v1::{Container, ContainerStatus, Volume};
 
         let pods: Vec<Pod> = vec![

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::controller::IdentityTable;
+use crate::identity::IdentityTable;
 
 pub mod embedded;
 pub mod kube;

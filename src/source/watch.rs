@@ -19,7 +19,7 @@ use super::Publish;
 use super::embedded;
 use super::leases::LeaseStore;
 use super::manifests::{self, ManifestError};
-use crate::controller::{Condition, IdentityTable, SrvPriority};
+use crate::identity::{Condition, IdentityTable, SrvPriority};
 
 /// Quiet time after the last file event before reloading.
 const DEBOUNCE: Duration = Duration::from_millis(50);
@@ -260,7 +260,7 @@ fn log_condition_changes(
             if was.is_some_and(|w| w.status == c.status && w.reason == c.reason) {
                 continue;
             }
-            if c.status == crate::controller::ConditionStatus::False {
+            if c.status == crate::identity::ConditionStatus::False {
                 warn!(namespace = %t.namespace, statefulset = %t.stateful_set, condition = %c.type_, reason = %c.reason, detail = %c.message, "condition changed: some identities get no DNS records");
             } else if was.is_some() {
                 info!(namespace = %t.namespace, statefulset = %t.stateful_set, condition = %c.type_, reason = %c.reason, "condition changed: resolved");

@@ -1173,7 +1173,7 @@ impl FaultRig {
             Outage::Down | Outage::ServiceUnavailable => {
                 // Every request fails at once: from the first seconds to the end the watches
                 // are unhealthy and their errors keep being counted. (With 503s that takes a
-                // client that does not retry them itself, see `app::kube_client`.)
+                // client that does not retry them itself, see `k8s::kube_client`.)
                 for (at, dns, ctl) in samples.iter().filter(|s| s.0 >= Duration::from_secs(3)) {
                     assert_eq!(dns.healthy, 0.0, "{what}: serve {at:.1?} in: {dns:?}");
                     assert_eq!(ctl.healthy, 0.0, "{what}: controller {at:.1?} in: {ctl:?}");

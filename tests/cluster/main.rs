@@ -3,10 +3,10 @@
 //! (module `e2e`) cluster mode end to end: the real `petdns controller` and
 //! `petdns serve --kube` against it, answers checked with `dig`.
 
+#[path = "../apiserver/mod.rs"]
 mod apiserver;
-#[path = "cluster/e2e.rs"]
 mod e2e;
-#[path = "support/mod.rs"]
+#[path = "../support/mod.rs"]
 mod support;
 
 use apiserver::FakeApiServer;
@@ -801,7 +801,7 @@ async fn kubeconfig_and_faults() {
 
 /// Why petdns builds its client without kube's default retry: that client retries 503 by
 /// itself (up to 15 times, from 5 ms doubling: minutes), so its caller, a watcher, sees
-/// neither the error nor the outage. petdns's own client (`app::kube_client`) returns the
+/// neither the error nor the outage. petdns's own client (`k8s::kube_client`) returns the
 /// 503 at once, after one request.
 #[tokio::test]
 async fn kube_default_retry_hides_503s() {
@@ -810,7 +810,7 @@ async fn kube_default_retry_hides_503s() {
     let kubeconfig = dir.path().join("kubeconfig");
     server.write_kubeconfig(&kubeconfig, NS).unwrap();
     let ours: Api<Pod> = Api::default_namespaced(
-        petdns::app::kube_client(Some(&kubeconfig))
+        petdns::k8s::kube_client(Some(&kubeconfig))
             .await
             .expect("petdns's client"),
     );

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
 use super::*;
-use crate::controller::fixtures::*;
+use crate::identity::fixtures::*;
 use IdentityState::*;
 
 /// `(ordinal, state, published, addresses)`.
