@@ -14,6 +14,10 @@ use std::process::Command;
 use clap::Parser;
 use serde_json::{Value, json};
 
+#[path = "support/rbac.rs"]
+mod rbac;
+use rbac::{BINDINGS, NEEDS};
+
 const NAMESPACE: &str = "petdns";
 
 fn deploy_dir() -> PathBuf {
@@ -94,110 +98,72 @@ fn crd_yaml_is_the_output_of_petdns_crd() {
     }
 }
 
+/// Every `format` in the CRD schemas is one the API server knows
+/// (k8s.io/apiextensions-apiserver, `SupportedFormats`): it warns about any other on every
+/// write of the CRD, as the real API server did about `uint16` and `ip` (tests/kubernetes/).
+#[test]
+fn crd_schemas_use_only_formats_kubernetes_knows() {
+    const KNOWN: &[&str] = &[
+        "bsonobjectid",
+        "uri",
+        "email",
+        "hostname",
+        "ipv4",
+        "ipv6",
+        "cidr",
+        "mac",
+        "uuid",
+        "uuid3",
+        "uuid4",
+        "uuid5",
+        "isbn",
+        "isbn10",
+        "isbn13",
+        "creditcard",
+        "ssn",
+        "hexcolor",
+        "rgbcolor",
+        "byte",
+        "password",
+        "date",
+        "duration",
+        "datetime",
+        "date-time",
+        "int32",
+        "int64",
+        "float",
+        "double",
+    ];
+    fn walk(v: &Value, path: &str, bad: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(f)) = m.get("format")
+                    && !KNOWN.contains(&f.as_str())
+                {
+                    bad.push(format!("{path}: format {f:?}"));
+                }
+                for (k, v) in m {
+                    walk(v, &format!("{path}.{k}"), bad);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| walk(v, path, bad)),
+            _ => {}
+        }
+    }
+    let mut bad = Vec::new();
+    for crd in documents("crd.yaml") {
+        walk(&crd, &kind_name(&crd), &mut bad);
+    }
+    assert!(
+        bad.is_empty(),
+        "formats the API server does not know:\n  {}",
+        bad.join("\n  ")
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // (b) RBAC: least privilege
 // ---------------------------------------------------------------------------------------------
-
-/// A permission the code needs: which role carries it, the RBAC it takes, and the call it serves.
-struct Need {
-    role: &'static str,
-    group: &'static str,
-    resources: &'static [&'static str],
-    /// Empty: any name.
-    names: &'static [&'static str],
-    verbs: &'static [&'static str],
-    call: &'static str,
-}
-
-/// `get` on a watched resource reads nothing `list` does not already return; it is granted with
-/// list and watch as the usual read set.
-const READ: &[&str] = &["get", "list", "watch"];
-
-const NEEDS: &[Need] = &[
-    Need {
-        role: "ClusterRole/petdns-controller",
-        group: "apps",
-        resources: &["statefulsets"],
-        names: &[],
-        verbs: READ,
-        call: "controller/run.rs: watcher(Api::<StatefulSet>::all)",
-    },
-    Need {
-        role: "ClusterRole/petdns-controller",
-        group: "",
-        resources: &["services", "pods", "nodes"],
-        names: &[],
-        verbs: READ,
-        call: "controller/run.rs: watcher on Services, pods (label statefulset.kubernetes.io/pod-name), Nodes",
-    },
-    Need {
-        role: "ClusterRole/petdns-controller",
-        group: "petdns.io",
-        resources: &["peersets"],
-        names: &[],
-        verbs: &["get", "list", "watch", "create", "patch", "delete"],
-        call: "controller/run.rs: watcher on PeerSets; api.patch(Patch::Apply) creates or updates; api.delete when the StatefulSet is gone",
-    },
-    Need {
-        role: "ClusterRole/petdns-controller",
-        group: "petdns.io",
-        resources: &["peersets/status"],
-        names: &[],
-        verbs: &["get", "patch"],
-        call: "controller/run.rs: api.patch_status(Patch::Apply)",
-    },
-    Need {
-        role: "ClusterRole/petdns-controller",
-        group: "events.k8s.io",
-        resources: &["events"],
-        names: &[],
-        verbs: &["create", "patch"],
-        call: "controller/run.rs: Recorder::publish (create; patch for a repeat's series)",
-    },
-    Need {
-        role: "Role/petdns-controller-lease",
-        group: "coordination.k8s.io",
-        resources: &["leases"],
-        names: &[],
-        verbs: &["create"],
-        call: "kube-lease-manager: LeaseState::create when the Lease does not exist",
-    },
-    Need {
-        role: "Role/petdns-controller-lease",
-        group: "coordination.k8s.io",
-        resources: &["leases"],
-        names: &["petdns-controller"],
-        verbs: &["get", "patch"],
-        call: "kube-lease-manager: get, then patch to acquire, renew and release",
-    },
-    Need {
-        role: "ClusterRole/petdns-dns",
-        group: "petdns.io",
-        resources: &["peersets"],
-        names: &[],
-        verbs: READ,
-        call: "source/kube.rs: watcher on PeerSets (all or --namespace)",
-    },
-];
-
-/// (binding, role, service account) in the petdns namespace.
-const BINDINGS: &[(&str, &str, &str)] = &[
-    (
-        "ClusterRoleBinding/petdns-controller",
-        "ClusterRole/petdns-controller",
-        "petdns-controller",
-    ),
-    (
-        "RoleBinding/petdns-controller-lease",
-        "Role/petdns-controller-lease",
-        "petdns-controller",
-    ),
-    (
-        "ClusterRoleBinding/petdns-dns",
-        "ClusterRole/petdns-dns",
-        "petdns-dns",
-    ),
-];
 
 /// One atomic grant: (role, API group, resource, resource name or "" for any, verb).
 type Grant = (String, String, String, String, String);
@@ -294,7 +260,7 @@ fn rbac_grants_exactly_the_calls_the_code_makes() {
     }
     assert!(
         problems.is_empty(),
-        "deploy/rbac.yaml does not match the API calls in tests/deploy.rs NEEDS:\n  {}",
+        "deploy/rbac.yaml does not match the API calls in tests/support/rbac.rs NEEDS:\n  {}",
         problems.join("\n  ")
     );
 }

@@ -2,7 +2,7 @@
 //! PeerSet per StatefulSet. Every replica watches (a warm standby); only the holder of the
 //! leader Lease writes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,6 +17,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::cache::Cache;
 use super::cluster::{ClusterIndex, Key};
 use crate::admin::{Health, KubeMetrics};
 use crate::identity::{ConditionStatus, POD_NAME_LABEL, PeerSet, PeerSetStatus};
@@ -169,7 +170,7 @@ pub async fn run(
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         index: ClusterIndex::new(cfg.srv_priority),
-        peersets: BTreeMap::new(),
+        peersets: Cache::default(),
         dirty: BTreeSet::new(),
         too_large: BTreeSet::new(),
         relists: Default::default(),
@@ -240,7 +241,7 @@ struct State {
     recorder: Recorder,
     index: ClusterIndex,
     /// PeerSets as the API server has them.
-    peersets: BTreeMap<Key, PeerSet>,
+    peersets: Cache<PeerSet>,
     /// Sets whose PeerSet may need a write.
     dirty: BTreeSet<Key>,
     /// PeerSets whose status is over `PEERSET_STATUS_MAX_BYTES`: not written, said once.
@@ -258,10 +259,6 @@ fn now_seconds() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-fn peerset_key(ps: &PeerSet) -> Option<Key> {
-    Some((ps.metadata.namespace.clone()?, ps.metadata.name.clone()?))
 }
 
 impl State {
@@ -333,25 +330,15 @@ impl State {
             Change::PeerSet(ev) => match self.relists.peersets.feed(*ev) {
                 Ok(None) => return,
                 Ok(Some(all)) => {
-                    self.peersets = all
-                        .into_iter()
-                        .filter_map(|p| Some((peerset_key(&p)?, p)))
-                        .collect();
-                    let keys = self.peersets.keys().cloned().collect();
+                    let keys = self.peersets.reset(all);
                     self.synced("peersets", keys)
                 }
-                Err(Event::Apply(o)) => match peerset_key(&o) {
-                    Some(k) => {
-                        self.peersets.insert(k.clone(), o);
-                        vec![k]
-                    }
+                Err(Event::Apply(o)) => match self.peersets.applied(o) {
+                    Some(k) => vec![k],
                     None => return,
                 },
-                Err(Event::Delete(o)) => match peerset_key(&o) {
-                    Some(k) => {
-                        self.peersets.remove(&k);
-                        vec![k]
-                    }
+                Err(Event::Delete(o)) => match self.peersets.deleted(&o) {
+                    Some(k) => vec![k],
                     None => return,
                 },
                 Err(_) => return,
@@ -392,13 +379,14 @@ impl State {
             // The StatefulSet is gone: its PeerSet goes too (the garbage collector would also
             // remove it through the owner reference).
             self.forget_too_large(key);
-            if self.peersets.contains_key(key) {
+            if self.peersets.contains(key) {
                 info!(namespace = %key.0, statefulset = %key.1, "deleting the PeerSet of a deleted StatefulSet");
                 match api.delete(&key.1, &DeleteParams::default()).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
                     Err(e) => return Err(e),
                 }
+                self.peersets.forget(key);
                 self.metrics.writes.inc();
             }
             return Ok(());
@@ -448,7 +436,8 @@ impl State {
                         .any(|r| r.uid == o.uid)
                 })
         });
-        let status_same = current.and_then(|c| c.status.as_ref()) == Some(&status);
+        let before = current.and_then(|c| c.status.clone());
+        let status_same = before.as_ref() == Some(&status);
         if spec_same && status_same {
             debug!(namespace = %key.0, statefulset = %key.1, "PeerSet up to date");
             return Ok(());
@@ -466,17 +455,17 @@ impl State {
                 },
                 "spec": spec,
             });
-            api.patch(&key.1, &pp, &Patch::Apply(&body)).await?;
+            let written = api.patch(&key.1, &pp, &Patch::Apply(&body)).await?;
             self.metrics.writes.inc();
+            self.peersets.wrote(key, written);
         }
         if !status_same {
             let body =
                 json!({"apiVersion": "petdns.io/v1alpha1", "kind": "PeerSet", "status": status});
             let written = api.patch_status(&key.1, &pp, &Patch::Apply(&body)).await?;
             self.metrics.writes.inc();
-            self.announce(&set, current.and_then(|c| c.status.as_ref()), &status)
-                .await;
-            self.peersets.insert(key.clone(), written);
+            self.peersets.wrote(key, written);
+            self.announce(&set, before.as_ref(), &status).await;
         }
         info!(namespace = %key.0, statefulset = %key.1, ready = %status.ready, "PeerSet written");
         Ok(())

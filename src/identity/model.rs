@@ -32,7 +32,20 @@ pub struct PortSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub protocol: String,
+    #[schemars(schema_with = "port_schema")]
     pub port: u16,
+}
+
+/// A port number as a Kubernetes schema spells it: the API server knows no `uint16` format and
+/// warns about one on every CRD write.
+fn port_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "integer", "format": "int32", "minimum": 1, "maximum": 65535})
+}
+
+/// IP addresses as strings: Kubernetes knows `ipv4` and `ipv6` but no format for either (the
+/// `ip` schemars writes draws a warning); petdns parses them when it reads the object.
+fn addresses_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "array", "items": {"type": "string", "maxLength": 45}})
 }
 
 /// How SRV priorities are assigned to a set's targets.
@@ -97,6 +110,7 @@ pub struct Identity {
     pub pod: String,
     pub hostname: String,
     #[serde(default)]
+    #[schemars(schema_with = "addresses_schema")]
     pub addresses: Vec<IpAddr>,
     pub state: IdentityState,
     pub published: bool,
