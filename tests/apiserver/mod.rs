@@ -347,7 +347,7 @@ preferences: {{}}
     /// Answer every request 503 Service Unavailable, with a plain-text body, until `heal()`,
     /// and end every open watch stream: a load balancer in front of the API server with no
     /// healthy backend left. kube's default client retries 503 itself (see
-    /// `kube_default_retry_hides_503s` in tests/cluster.rs).
+    /// `kube_default_retry_hides_503s` in tests/cluster/main.rs).
     pub fn unavailable(&self) {
         self.shared.faults.lock().unwrap().unavailable = true;
         self.drop_watches();
