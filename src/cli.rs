@@ -314,6 +314,16 @@ pub struct ControllerArgs {
         default_value_t = 15
     )]
     pub lease_seconds: u64,
+
+    /// Identities per PeerSlice (at most 1000): one pod's change rewrites the slice of its
+    /// ordinal, and every DNS server receives that slice.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "PETDNS_SLICE_SIZE",
+        default_value_t = crate::identity::DEFAULT_SLICE_SIZE
+    )]
+    pub slice_size: i32,
 }
 
 #[derive(Debug, Args)]

@@ -25,6 +25,8 @@ pub enum ConfigError {
     Manifests(String),
     #[error("--lease-seconds must be between 3 and 300 (got {0})")]
     LeaseSeconds(u64),
+    #[error("--slice-size must be between 1 and {max} (got {0})", max = crate::identity::MAX_SLICE_SIZE)]
+    SliceSize(i32),
     #[error("no --state-dir given and neither XDG_STATE_HOME nor HOME is set")]
     NoStateDir,
 }
@@ -188,6 +190,9 @@ impl ControllerConfig {
         if !(3..=300).contains(&args.lease_seconds) {
             return Err(ConfigError::LeaseSeconds(args.lease_seconds));
         }
+        if !(1..=crate::identity::MAX_SLICE_SIZE).contains(&args.slice_size) {
+            return Err(ConfigError::SliceSize(args.slice_size));
+        }
         let identity = args
             .identity
             .clone()
@@ -205,6 +210,7 @@ impl ControllerConfig {
                 identity,
                 lease_seconds: args.lease_seconds,
                 srv_priority: args.srv_priority.into(),
+                slice_size: args.slice_size,
             },
         })
     }

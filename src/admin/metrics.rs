@@ -126,10 +126,12 @@ pub struct KubeMetrics {
     /// PeerSet writes (server-side apply or delete) by the controller, and failed ones.
     pub writes: Counter,
     pub write_errors: Counter,
+    /// PeerSlice writes (server-side apply or delete) by the controller.
+    pub slice_writes: Counter,
     /// PeerSets rejected by a DNS server because their content is invalid.
     pub invalid_peersets: Counter,
-    /// PeerSets not written because their status would be over `PEERSET_STATUS_MAX_BYTES`.
-    pub peersets_too_large: Gauge,
+    /// PeerSlices rejected whole by a DNS server because their content is invalid.
+    pub invalid_peerslices: Counter,
     /// 1 while this controller replica holds the leader lease.
     pub leader: Gauge,
 }
@@ -277,8 +279,9 @@ impl Metrics {
             last_event_seconds: Gauge::default(),
             writes: Counter::default(),
             write_errors: Counter::default(),
+            slice_writes: Counter::default(),
             invalid_peersets: Counter::default(),
-            peersets_too_large: Gauge::default(),
+            invalid_peerslices: Counter::default(),
             leader: Gauge::default(),
         };
         registry.register(
@@ -312,9 +315,14 @@ impl Metrics {
             kube.invalid_peersets.clone(),
         );
         registry.register(
-            "peersets_too_large",
-            "PeerSets the controller does not write because their status would exceed the API object size limit (the last written state keeps serving)",
-            kube.peersets_too_large.clone(),
+            "peerslice_writes",
+            "PeerSlice writes by the controller (server-side apply or delete)",
+            kube.slice_writes.clone(),
+        );
+        registry.register(
+            "invalid_peerslices",
+            "PeerSlices rejected whole because their content is invalid (the slice's previous state keeps serving)",
+            kube.invalid_peerslices.clone(),
         );
         registry.register(
             "leader",

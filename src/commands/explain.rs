@@ -1,12 +1,13 @@
 //! `petdns explain NAME`: the answers of a name and the reasons behind them, from manifests or
 //! from the cluster's PeerSets.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context;
 use hickory_proto::rr::RecordType;
 
 use super::{AppError, EXIT_INVALID};
+use crate::identity::{PeerSet, PeerSlice, parse_slice_name};
 use crate::index::{self, IndexConfig};
 use crate::k8s::kube_client;
 use crate::source::leases::LeaseStore;
@@ -26,14 +27,43 @@ pub async fn explain(args: &crate::cli::ExplainArgs) -> anyhow::Result<u8> {
     };
     let (tables, namespaces) = if args.source.kube {
         let client = kube_client(args.source.kubeconfig.as_deref()).await?;
-        let api: kube::Api<crate::identity::PeerSet> = kube::Api::all(client);
-        let list = api
+        let peersets: kube::Api<PeerSet> = kube::Api::all(client.clone());
+        let peerslices: kube::Api<PeerSlice> = kube::Api::all(client);
+        let sets = peersets
             .list(&Default::default())
             .await
             .context("listing PeerSets")?;
+        let slices = peerslices
+            .list(&Default::default())
+            .await
+            .context("listing PeerSlices")?;
+        // The slices of each set, by namespace and name (`<set>.<block>`).
+        let mut by_set: BTreeMap<(String, String), Vec<&PeerSlice>> = BTreeMap::new();
+        for slice in &slices.items {
+            let (Some(ns), Some(name)) = (&slice.metadata.namespace, &slice.metadata.name) else {
+                continue;
+            };
+            if let Some((set, _)) = parse_slice_name(name) {
+                by_set
+                    .entry((ns.clone(), set.to_string()))
+                    .or_default()
+                    .push(slice);
+            }
+        }
         let mut tables = Vec::new();
-        for ps in &list.items {
-            match ps.to_table() {
+        for ps in &sets.items {
+            let key = (
+                ps.metadata.namespace.clone().unwrap_or_default(),
+                ps.metadata.name.clone().unwrap_or_default(),
+            );
+            let mut parts = Vec::new();
+            for slice in by_set.get(&key).into_iter().flatten() {
+                match slice.identities(&ps.spec) {
+                    Ok(ids) => parts.push(ids),
+                    Err(e) => println!("warning: {e}"),
+                }
+            }
+            match ps.to_table(parts) {
                 Ok(t) => tables.push(t),
                 Err(e) => println!("warning: {e}"),
             }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::{StreamExt, stream::BoxStream};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -20,10 +20,16 @@ use tracing::{debug, info, warn};
 use super::cache::Cache;
 use super::cluster::{ClusterIndex, Key};
 use crate::admin::{Health, KubeMetrics};
-use crate::identity::{ConditionStatus, POD_NAME_LABEL, PeerSet, PeerSetStatus};
-use crate::k8s::with_backoff;
+use crate::identity::{
+    ConditionStatus, MAX_SLICE_SIZE, PEER_SET_LABEL, POD_NAME_LABEL, PeerSet, PeerSetStatus,
+    PeerSlice,
+};
+use crate::k8s::{WatchHealth, with_backoff};
 
-/// The field manager of every PeerSet write.
+/// The API version of every PeerSet and PeerSlice written.
+const API_VERSION: &str = "petdns.io/v1alpha2";
+
+/// The field manager of every PeerSet and PeerSlice write.
 pub const FIELD_MANAGER: &str = "petdns-controller";
 
 #[derive(Clone, Debug)]
@@ -37,6 +43,8 @@ pub struct ControllerConfig {
     pub lease_seconds: u64,
     /// SRV priority for Services without a `petdns.io/srv-priority` annotation.
     pub srv_priority: crate::identity::SrvPriority,
+    /// Identities per PeerSlice (`--slice-size`).
+    pub slice_size: i32,
 }
 
 /// One event from any watch. Boxed: Kubernetes objects are large and sizes differ a lot.
@@ -46,6 +54,7 @@ enum Change {
     Pod(Box<Event<Pod>>),
     Node(Box<Event<Node>>),
     PeerSet(Box<Event<PeerSet>>),
+    Slice(Box<Event<PeerSlice>>),
     WatchError(&'static str, watcher::Error),
 }
 
@@ -58,6 +67,7 @@ impl Change {
             Change::Pod(_) => "pods",
             Change::Node(_) => "nodes",
             Change::PeerSet(_) => "peersets",
+            Change::Slice(_) => "peerslices",
             Change::WatchError(kind, _) => kind,
         }
     }
@@ -160,6 +170,12 @@ pub async fn run(
             Change::PeerSet,
             "peersets",
         ),
+        stream(
+            Api::<PeerSlice>::all(client.clone()),
+            watcher::Config::default().labels(PEER_SET_LABEL),
+            Change::Slice,
+            "peerslices",
+        ),
     ]);
 
     let reporter = Reporter {
@@ -171,11 +187,11 @@ pub async fn run(
         recorder: Recorder::new(client.clone(), reporter),
         index: ClusterIndex::new(cfg.srv_priority),
         peersets: Cache::default(),
+        slices: Cache::default(),
+        slice_size: cfg.slice_size.clamp(1, MAX_SLICE_SIZE),
         dirty: BTreeSet::new(),
-        too_large: BTreeSet::new(),
         relists: Default::default(),
-        synced: BTreeSet::new(),
-        failing: BTreeSet::new(),
+        watches: WatchHealth::new(KINDS.len()),
         metrics: metrics.clone(),
     };
     let mut leader = *leader_rx.borrow();
@@ -207,13 +223,14 @@ pub async fn run(
                 while let Some(Some(change)) = futures::FutureExt::now_or_never(changes.next()) {
                     state.handle(change);
                 }
-                if state.synced.len() == 5 {
+                if state.watches.all_synced() {
                     health.set_loaded();
                 }
             }
             _ = retry.tick() => {}
         }
-        if leader && state.synced.len() == 5 && !state.dirty.is_empty() {
+        state.update_health();
+        if leader && state.watches.all_synced() && !state.dirty.is_empty() {
             state.write_dirty().await;
         }
     }
@@ -234,23 +251,32 @@ struct Relists {
     pods: Relist<Pod>,
     nodes: Relist<Node>,
     peersets: Relist<PeerSet>,
+    slices: Relist<PeerSlice>,
 }
+
+/// The watches the controller runs, by the kind `Change::kind` names.
+const KINDS: [&str; 6] = [
+    "statefulsets",
+    "services",
+    "pods",
+    "nodes",
+    "peersets",
+    "peerslices",
+];
 
 struct State {
     client: Client,
     recorder: Recorder,
     index: ClusterIndex,
-    /// PeerSets as the API server has them.
+    /// PeerSets and PeerSlices as the API server has them.
     peersets: Cache<PeerSet>,
-    /// Sets whose PeerSet may need a write.
+    slices: Cache<PeerSlice>,
+    slice_size: i32,
+    /// Sets whose PeerSet or slices may need a write.
     dirty: BTreeSet<Key>,
-    /// PeerSets whose status is over `PEERSET_STATUS_MAX_BYTES`: not written, said once.
-    too_large: BTreeSet<Key>,
     relists: Relists,
 
-    synced: BTreeSet<&'static str>,
-    /// Watches whose last item was an error; healthy again with their next event.
-    failing: BTreeSet<&'static str>,
+    watches: WatchHealth,
     metrics: Arc<KubeMetrics>,
 }
 
@@ -275,15 +301,16 @@ impl State {
     fn handle(&mut self, change: Change) {
         self.metrics.last_event_seconds.set(now_seconds());
         let kind = change.kind();
+        let i = KINDS.iter().position(|k| *k == kind).unwrap_or(0);
         if matches!(change, Change::WatchError(..)) {
-            self.failing.insert(kind);
-        } else if self.failing.remove(kind) {
-            self.update_health();
+            self.watches.failed(i, Instant::now());
+        } else {
+            self.watches.delivered(i);
         }
+        self.update_health();
         let affected = match change {
             Change::WatchError(kind, e) => {
                 self.metrics.watch_errors.inc();
-                self.metrics.watches_healthy.set(0);
                 warn!(kind, error = %e, "watch failed; retrying with backoff (answers keep coming from the last state)");
                 return;
             }
@@ -343,21 +370,39 @@ impl State {
                 },
                 Err(_) => return,
             },
+            Change::Slice(ev) => match self.relists.slices.feed(*ev) {
+                Ok(None) => return,
+                Ok(Some(all)) => {
+                    let keys = self.slices.reset(all);
+                    let sets = keys.iter().filter_map(|k| self.set_of_slice(k)).collect();
+                    self.synced("peerslices", sets)
+                }
+                Err(Event::Apply(o)) => match self.slices.applied(o) {
+                    Some(k) => self.set_of_slice(&k).into_iter().collect(),
+                    None => return,
+                },
+                Err(Event::Delete(o)) => match self.slices.deleted(&o) {
+                    Some(k) => slice_set(&o, &k).into_iter().collect(),
+                    None => return,
+                },
+                Err(_) => return,
+            },
         };
         self.dirty.extend(affected);
     }
 
     fn synced(&mut self, kind: &'static str, affected: Vec<Key>) -> Vec<Key> {
-        if self.synced.insert(kind) {
+        let i = KINDS.iter().position(|k| *k == kind).unwrap_or(0);
+        if self.watches.synced(i) {
             info!(kind, "initial list done");
         }
         self.update_health();
         affected
     }
 
-    /// `watches_healthy` is 1 once every watch listed and none is failing.
+    /// `watches_healthy` is 1 once every watch listed and none failed lately (`WatchHealth`).
     fn update_health(&self) {
-        let healthy = self.synced.len() == 5 && self.failing.is_empty();
+        let healthy = self.watches.healthy(Instant::now());
         self.metrics.watches_healthy.set(i64::from(healthy));
     }
 
@@ -377,8 +422,7 @@ impl State {
         let api: Api<PeerSet> = Api::namespaced(self.client.clone(), &key.0);
         let Some(set) = self.index.stateful_set(key).cloned() else {
             // The StatefulSet is gone: its PeerSet goes too (the garbage collector would also
-            // remove it through the owner reference).
-            self.forget_too_large(key);
+            // remove it through the owner reference), and its slices with it (owned by it).
             if self.peersets.contains(key) {
                 info!(namespace = %key.0, statefulset = %key.1, "deleting the PeerSet of a deleted StatefulSet");
                 match api.delete(&key.1, &DeleteParams::default()).await {
@@ -386,48 +430,23 @@ impl State {
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
                     Err(e) => return Err(e),
                 }
-                self.peersets.forget(key);
                 self.metrics.writes.inc();
+                self.peersets.forget(key);
             }
             return Ok(());
         };
         let Some(table) = self.index.table(key) else {
             return Ok(());
         };
-        let (spec, status) = PeerSet::from_table(&table, set.metadata.generation);
-        if let Some(bytes) = status_too_large(&status) {
-            if self.too_large.insert(key.clone()) {
-                self.metrics
-                    .peersets_too_large
-                    .set(self.too_large.len() as i64);
-                let note = format!(
-                    "the PeerSet status for {} identities would be {bytes} bytes of JSON, over the \
-                     {PEERSET_STATUS_MAX_BYTES} petdns writes (etcd stores at most 1.5 MiB per \
-                     object by default); DNS answers for this StatefulSet stay at the last \
-                     written state",
-                    status.identities.len()
-                );
-                tracing::error!(namespace = %key.0, statefulset = %key.1, bytes, "PeerSet too large: not written");
-                let ev = KubeEvent {
-                    type_: EventType::Warning,
-                    reason: "PeerSetTooLarge".into(),
-                    note: Some(note),
-                    action: "Reconcile".into(),
-                    secondary: None,
-                };
-                if let Err(e) = self.recorder.publish(&ev, &set.object_ref(&())).await {
-                    warn!(error = %e, "could not publish a Kubernetes Event");
-                }
-            }
-            return Ok(());
-        }
-        if self.forget_too_large(key) {
-            info!(namespace = %key.0, statefulset = %key.1, "PeerSet fits again");
-        }
-        let current = self.peersets.get(key);
+        let want = PeerSet::from_table(&table, set.metadata.generation, self.slice_size);
+        let pp = PatchParams::apply(FIELD_MANAGER).force();
+
+        // 1. The PeerSet's spec (and its owner, the StatefulSet): first, as the slices are
+        //    owned by it and a DNS server reads them against it.
         let owner = set.controller_owner_ref(&());
+        let current = self.peersets.get(key);
         let spec_same = current.is_some_and(|c| {
-            c.spec == spec
+            c.spec == want.spec
                 && owner.as_ref().is_none_or(|o| {
                     c.metadata
                         .owner_references
@@ -437,15 +456,11 @@ impl State {
                 })
         });
         let before = current.and_then(|c| c.status.clone());
-        let status_same = before.as_ref() == Some(&status);
-        if spec_same && status_same {
-            debug!(namespace = %key.0, statefulset = %key.1, "PeerSet up to date");
-            return Ok(());
-        }
-        let pp = PatchParams::apply(FIELD_MANAGER).force();
+        let mut peerset_uid = current.and_then(|c| c.metadata.uid.clone());
+        let mut wrote = 0;
         if !spec_same {
             let body = json!({
-                "apiVersion": "petdns.io/v1alpha1",
+                "apiVersion": API_VERSION,
                 "kind": "PeerSet",
                 "metadata": {
                     "name": key.1,
@@ -453,31 +468,103 @@ impl State {
                     "labels": {"app.kubernetes.io/managed-by": "petdns"},
                     "ownerReferences": owner.into_iter().collect::<Vec<_>>(),
                 },
-                "spec": spec,
+                "spec": want.spec,
             });
             let written = api.patch(&key.1, &pp, &Patch::Apply(&body)).await?;
             self.metrics.writes.inc();
+            wrote += 1;
+            peerset_uid = written.metadata.uid.clone();
             self.peersets.wrote(key, written);
         }
-        if !status_same {
-            let body =
-                json!({"apiVersion": "petdns.io/v1alpha1", "kind": "PeerSet", "status": status});
+        let Some(peerset_uid) = peerset_uid else {
+            return Ok(());
+        };
+
+        // 2. Each slice whose block changed; nothing else is written, so one pod's change
+        //    writes one slice.
+        let slices: Api<PeerSlice> = Api::namespaced(self.client.clone(), &key.0);
+        // No `blockOwnerDeletion`, as on the PeerSet's own owner reference: setting it needs
+        // update on `peersets/finalizers` where the OwnerReferencesPermissionEnforcement
+        // admission plugin runs, and nothing waits on a slice's deletion.
+        let owner = json!({
+            "apiVersion": API_VERSION, "kind": "PeerSet", "name": key.1,
+            "uid": peerset_uid, "controller": true,
+        });
+        for (name, spec) in &want.slices {
+            let slice_key = (key.0.clone(), name.clone());
+            let same = self.slices.get(&slice_key).is_some_and(|c| {
+                c.spec == *spec
+                    && c.metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|r| r.uid == peerset_uid)
+            });
+            if same {
+                continue;
+            }
+            let body = json!({
+                "apiVersion": API_VERSION,
+                "kind": "PeerSlice",
+                "metadata": {
+                    "name": name,
+                    "namespace": key.0,
+                    "labels": {PEER_SET_LABEL: key.1, "app.kubernetes.io/managed-by": "petdns"},
+                    "ownerReferences": [owner],
+                },
+                "spec": spec,
+            });
+            let written = slices.patch(name, &pp, &Patch::Apply(&body)).await?;
+            self.metrics.slice_writes.inc();
+            wrote += 1;
+            self.slices.wrote(&slice_key, written);
+        }
+
+        // 3. Slices whose block has no identity any more.
+        let stale: Vec<Key> = self
+            .slices_of(key)
+            .filter(|k| !want.slices.contains_key(&k.1))
+            .collect();
+        for slice_key in stale {
+            match slices.delete(&slice_key.1, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+            self.metrics.slice_writes.inc();
+            wrote += 1;
+            self.slices.forget(&slice_key);
+        }
+
+        // 4. The PeerSet's status: counts and conditions.
+        if before.as_ref() != Some(&want.status) {
+            let body = json!({"apiVersion": API_VERSION, "kind": "PeerSet", "status": want.status});
             let written = api.patch_status(&key.1, &pp, &Patch::Apply(&body)).await?;
             self.metrics.writes.inc();
+            wrote += 1;
             self.peersets.wrote(key, written);
-            self.announce(&set, before.as_ref(), &status).await;
+            self.announce(&set, before.as_ref(), &want.status).await;
         }
-        info!(namespace = %key.0, statefulset = %key.1, ready = %status.ready, "PeerSet written");
+        if wrote > 0 {
+            info!(namespace = %key.0, statefulset = %key.1, ready = %want.status.ready, slices = want.status.slices, writes = wrote, "PeerSet written");
+        } else {
+            debug!(namespace = %key.0, statefulset = %key.1, "PeerSet up to date");
+        }
         Ok(())
     }
 
-    /// `key` is no longer too large (it fits, or its StatefulSet is gone); true if it was.
-    fn forget_too_large(&mut self, key: &Key) -> bool {
-        let was = self.too_large.remove(key);
-        self.metrics
-            .peersets_too_large
-            .set(self.too_large.len() as i64);
-        was
+    /// The keys of the slices of set `key` the API server has.
+    fn slices_of<'a>(&'a self, key: &'a Key) -> impl Iterator<Item = Key> + 'a {
+        self.slices
+            .keys()
+            .filter(move |k| k.0 == key.0)
+            .filter(move |k| self.set_of_slice(k).is_some_and(|s| s == *key))
+            .cloned()
+    }
+
+    /// The set a slice in the cache belongs to, by its label.
+    fn set_of_slice(&self, slice: &Key) -> Option<Key> {
+        slice_set(self.slices.get(slice)?, slice)
     }
 
     /// A Kubernetes Event on the StatefulSet for every condition that newly went wrong.
@@ -511,80 +598,8 @@ impl State {
     }
 }
 
-/// The largest PeerSet status petdns writes, in bytes of JSON. A custom resource is stored as
-/// JSON, and etcd refuses a request over 1.5 MiB by default (`--max-request-bytes`); this leaves
-/// room for the spec, the metadata and the managed fields. At 183 to 341 bytes an identity
-/// (`peerset_status_size_bound`; docs/deploy.md, "Limits") it holds 2,900 to 5,400 of them.
-pub const PEERSET_STATUS_MAX_BYTES: usize = 1_000_000;
-
-/// The JSON size of `status` when it is over `PEERSET_STATUS_MAX_BYTES`.
-fn status_too_large(status: &PeerSetStatus) -> Option<usize> {
-    let bytes = serde_json::to_vec(status).map_or(usize::MAX, |b| b.len());
-    (bytes > PEERSET_STATUS_MAX_BYTES).then_some(bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A status of `n` Ready identities of StatefulSet `set` (pod names `<set>-<ordinal>`), each
-    /// with the addresses, node and claims given.
-    fn status_of(
-        n: i32,
-        set: &str,
-        addresses: &[&str],
-        node: &str,
-        claims: &[&str],
-    ) -> PeerSetStatus {
-        use crate::identity::{Identity, IdentityState};
-        PeerSetStatus {
-            observed_generation: Some(3),
-            ready: format!("{n}/{n}"),
-            identities: (0..n)
-                .map(|o| Identity {
-                    ordinal: o,
-                    pod: format!("{set}-{o}"),
-                    hostname: format!("{set}-{o}"),
-                    addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
-                    state: IdentityState::Ready,
-                    published: true,
-                    node: Some(node.into()),
-                    revision: Some(format!("{set}-5d8f7c9b6d")),
-                    claims: claims.iter().map(|c| format!("{c}-{set}-{o}")).collect(),
-                })
-                .collect(),
-            conditions: Vec::new(),
-        }
-    }
-
-    /// The bound holds thousands of identities, and a StatefulSet at the replica bound with
-    /// realistic names is over it (so it is not written, rather than refused by etcd).
-    #[test]
-    fn peerset_status_size_bound() {
-        let short = |n| status_of(n, "web", &["10.244.1.17"], "node-1", &["data"]);
-        let long = |n| {
-            status_of(
-                n,
-                "cassandra-ring-east",
-                &["10.244.123.45", "fd00:10:244:7b::2d"],
-                "ip-10-0-123-45.eu-west-1.compute.internal",
-                &["data", "commitlog"],
-            )
-        };
-        let per = |s: PeerSetStatus| serde_json::to_vec(&s).unwrap().len() / s.identities.len();
-        let (short_bytes, long_bytes) = (per(short(1000)), per(long(1000)));
-        assert!(
-            (170..=200).contains(&short_bytes) && (320..=360).contains(&long_bytes),
-            "bytes per identity: short names {short_bytes}, long names {long_bytes} \
-             (docs/deploy.md quotes these)"
-        );
-        assert_eq!(status_too_large(&long(2500)), None);
-        assert_eq!(status_too_large(&short(5000)), None);
-        assert!(status_too_large(&long(3000)).is_some());
-        let at_bound = status_too_large(&short(crate::identity::MAX_DECLARED));
-        assert!(
-            at_bound.is_some_and(|b| b > PEERSET_STATUS_MAX_BYTES),
-            "{at_bound:?}"
-        );
-    }
+/// The set a slice belongs to: its `petdns.io/peer-set` label, in its namespace.
+fn slice_set(slice: &PeerSlice, key: &Key) -> Option<Key> {
+    let set = slice.metadata.labels.as_ref()?.get(PEER_SET_LABEL)?;
+    Some((key.0.clone(), set.clone()))
 }

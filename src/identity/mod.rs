@@ -17,7 +17,11 @@ pub use model::{
     Condition, ConditionStatus, Identity, IdentityState, IdentityTable, Ordinals, PortSpec,
     SrvPriority,
 };
-pub use peerset::{PeerSet, PeerSetError, PeerSetSpec, PeerSetStatus};
+pub use peerset::{
+    DEFAULT_SLICE_SIZE, MAX_SLICE_SIZE, PEER_SET_LABEL, PeerObjects, PeerSet, PeerSetError,
+    PeerSetSpec, PeerSetStatus, PeerSlice, PeerSliceSpec, block_of, check_block, parse_slice_name,
+    slice_name,
+};
 pub use reconcile::{
     CLAIM_SEPARATOR, MAX_DECLARED, POD_INDEX_LABEL, POD_NAME_LABEL, REVISION_LABEL,
     SRV_PRIORITY_ANNOTATION, node_lost, parent_and_ordinal, reconcile, srv_priority_annotation,

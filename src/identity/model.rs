@@ -123,6 +123,22 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// A declared ordinal of set `set` with no pod.
+    pub fn missing(set: &str, ordinal: i32) -> Identity {
+        let pod = format!("{set}-{ordinal}");
+        Identity {
+            ordinal,
+            hostname: pod.clone(),
+            pod,
+            addresses: Vec::new(),
+            state: IdentityState::Missing,
+            published: false,
+            node: None,
+            revision: None,
+            claims: Vec::new(),
+        }
+    }
+
     /// The addresses DNS answers for this identity: all of them when published, none otherwise.
     pub fn published_addresses(&self) -> &[IpAddr] {
         if self.published { &self.addresses } else { &[] }

@@ -1,27 +1,36 @@
-//! Cluster mode source: watches PeerSets (written by `petdns controller`) and publishes their
-//! tables. Not ready, and SERVFAIL in the zone, until every watch has listed once; when the API
-//! server is unreachable the last state keeps serving while the watches retry with backoff and
-//! relist after 410 Gone, and the staleness shows in the `petdns_kube_*` metrics.
+//! Cluster mode source: watches PeerSets and PeerSlices (written by `petdns controller`) and
+//! publishes a table per set, from its PeerSet and the identities of all its slices as each
+//! arrives. Not ready, and SERVFAIL in the zone, until every watch has listed once; when the
+//! API server is unreachable the last state keeps serving while the watches retry with backoff
+//! and relist after 410 Gone, and the staleness shows in the `petdns_kube_*` metrics.
+//!
+//! A PeerSet or a slice that fails validation is rejected whole, counted and logged, and its
+//! last good state keeps serving, as do the set's other slices and every other set. One
+//! object's change rebuilds its set only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use kube::runtime::watcher::{self, Event, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, Resource};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::Publish;
 use super::manifests::BUILTIN_NAMESPACES;
 use crate::admin::KubeMetrics;
-use crate::identity::{IdentityTable, PeerSet};
-use crate::k8s::with_backoff;
+use crate::identity::{
+    Identity, IdentityTable, PeerSet, PeerSetError, PeerSetSpec, PeerSlice, check_block,
+    parse_slice_name,
+};
+use crate::k8s::{WatchHealth, with_backoff};
 
 type Key = (String, String);
 
-/// PeerSets as a record source.
+/// PeerSets and their slices as a record source.
 pub struct PeerSetSource<P: Publish> {
     client: Client,
     /// Namespaces to watch; empty means all.
@@ -30,12 +39,64 @@ pub struct PeerSetSource<P: Publish> {
     metrics: Arc<KubeMetrics>,
 }
 
-struct WatchState {
-    tables: BTreeMap<Key, IdentityTable>,
-    relisting: Option<BTreeMap<Key, IdentityTable>>,
-    synced: bool,
-    /// The last item of this watch was an error; cleared by its next event.
-    failing: bool,
+/// One set as received: its PeerSet (the last good one) and its slices.
+#[derive(Default)]
+struct SetEntry {
+    peerset: Option<PeerSet>,
+    slices: BTreeMap<String, SliceEntry>,
+}
+
+enum SliceEntry {
+    /// Arrived before its PeerSet: checked when the PeerSet comes.
+    Pending(Box<PeerSlice>),
+    /// The identities of the last good version of the slice.
+    Good(Vec<Identity>),
+}
+
+/// What a slice's identities were checked against: when it changes, they are checked again.
+fn layout(spec: &PeerSetSpec) -> (&str, i32, i32) {
+    (&spec.stateful_set, spec.ordinals.start, spec.slice_size)
+}
+
+/// One watch: a kind in a scope (a namespace, or all of them).
+struct Watch {
+    kind: Kind,
+    /// `None`: every namespace.
+    namespace: Option<String>,
+    /// Objects listed since `Init`, applied whole at `InitDone`.
+    relisting: Option<Vec<Object>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    PeerSets,
+    PeerSlices,
+}
+
+enum Object {
+    Set(Box<PeerSet>),
+    Slice(Box<PeerSlice>),
+}
+
+type Item = (usize, watcher::Result<Event<Object>>);
+
+fn events<K>(api: Api<K>, i: usize, wrap: fn(K) -> Object) -> BoxStream<'static, Item>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
+{
+    with_backoff(watcher(api, watcher::Config::default()))
+        .map(move |r| {
+            let event = r.map(|e| match e {
+                Event::Init => Event::Init,
+                Event::InitApply(o) => Event::InitApply(wrap(o)),
+                Event::InitDone => Event::InitDone,
+                Event::Apply(o) => Event::Apply(wrap(o)),
+                Event::Delete(o) => Event::Delete(wrap(o)),
+            });
+            (i, event)
+        })
+        .boxed()
 }
 
 impl<P: Publish> PeerSetSource<P> {
@@ -54,55 +115,97 @@ impl<P: Publish> PeerSetSource<P> {
     }
 
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let apis: Vec<Api<PeerSet>> = if self.namespaces.is_empty() {
-            vec![Api::all(self.client.clone())]
+        let scopes: Vec<Option<String>> = if self.namespaces.is_empty() {
+            vec![None]
         } else {
-            self.namespaces
-                .iter()
-                .map(|ns| Api::namespaced(self.client.clone(), ns))
-                .collect()
+            self.namespaces.iter().cloned().map(Some).collect()
         };
-        let mut states: Vec<WatchState> = apis
-            .iter()
-            .map(|_| WatchState {
-                tables: BTreeMap::new(),
-                relisting: None,
-                synced: false,
-                failing: false,
-            })
-            .collect();
-        let streams = apis.into_iter().enumerate().map(|(i, api)| {
-            with_backoff(watcher(api, watcher::Config::default()))
-                .map(move |r| (i, r))
-                .boxed()
-        });
+        let mut watches = Vec::new();
+        let mut streams = Vec::new();
+        for scope in scopes {
+            for kind in [Kind::PeerSets, Kind::PeerSlices] {
+                let i = watches.len();
+                let client = self.client.clone();
+                streams.push(match (kind, &scope) {
+                    (Kind::PeerSets, None) => {
+                        events(Api::<PeerSet>::all(client), i, |o| Object::Set(Box::new(o)))
+                    }
+                    (Kind::PeerSets, Some(ns)) => {
+                        events(Api::<PeerSet>::namespaced(client, ns), i, |o| {
+                            Object::Set(Box::new(o))
+                        })
+                    }
+                    (Kind::PeerSlices, None) => events(Api::<PeerSlice>::all(client), i, |o| {
+                        Object::Slice(Box::new(o))
+                    }),
+                    (Kind::PeerSlices, Some(ns)) => {
+                        events(Api::<PeerSlice>::namespaced(client, ns), i, |o| {
+                            Object::Slice(Box::new(o))
+                        })
+                    }
+                });
+                watches.push(Watch {
+                    kind,
+                    namespace: scope.clone(),
+                    relisting: None,
+                });
+            }
+        }
         let mut events = futures::stream::select_all(streams);
+        let mut health = WatchHealth::new(watches.len());
+        // Re-evaluates health while nothing arrives (a watch that stopped failing).
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sets: BTreeMap<Key, SetEntry> = BTreeMap::new();
         let mut published_once = false;
-        // What changed since the last publication: single objects, or everything (a relist).
+        // Sets changed since the last publication; a relist publishes everything.
         let mut dirty: BTreeSet<Key> = BTreeSet::new();
         let mut relisted = false;
         loop {
             let first = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
+                _ = tick.tick() => None,
                 next = events.next() => match next {
-                    Some(e) => e,
+                    Some(e) => Some(e),
                     None => anyhow::bail!("PeerSet watches ended"),
                 },
             };
-            let mut changed = self.handle(&mut states, first, &mut dirty, &mut relisted);
-            while let Some(Some(next)) = futures::FutureExt::now_or_never(events.next()) {
-                changed |= self.handle(&mut states, next, &mut dirty, &mut relisted);
+            if let Some(first) = first {
+                self.handle(
+                    &mut watches,
+                    &mut health,
+                    &mut sets,
+                    first,
+                    &mut dirty,
+                    &mut relisted,
+                );
+                while let Some(Some(next)) = futures::FutureExt::now_or_never(events.next()) {
+                    self.handle(
+                        &mut watches,
+                        &mut health,
+                        &mut sets,
+                        next,
+                        &mut dirty,
+                        &mut relisted,
+                    );
+                }
             }
-            let all_synced = states.iter().all(|s| s.synced);
-            let healthy = all_synced && states.iter().all(|s| !s.failing);
-            self.metrics.watches_healthy.set(i64::from(healthy));
-            if all_synced && published_once && changed && !relisted {
-                // One object's change costs that object, not the whole table set.
+            self.metrics
+                .watches_healthy
+                .set(i64::from(health.healthy(Instant::now())));
+            if !health.all_synced() {
+                continue;
+            }
+            if published_once && !relisted {
+                if dirty.is_empty() {
+                    continue;
+                }
+                // One object's change costs its set, not the whole table set.
                 let mut upserts = Vec::new();
                 let mut removed = Vec::new();
                 for key in std::mem::take(&mut dirty) {
-                    match states.iter().find_map(|s| s.tables.get(&key)) {
-                        Some(t) => upserts.push(t.clone()),
+                    match sets.get(&key).and_then(|e| self.table(e)) {
+                        Some(t) => upserts.push(t),
                         None => removed.push(key),
                     }
                 }
@@ -112,111 +215,230 @@ impl<P: Publish> PeerSetSource<P> {
                     "PeerSets changed"
                 );
                 self.publish.changed(upserts, removed);
-            } else if all_synced && (changed || !published_once) {
+            } else if relisted || !published_once {
                 dirty.clear();
                 relisted = false;
-                let tables: Vec<IdentityTable> = states
-                    .iter()
-                    .flat_map(|s| s.tables.values().cloned())
-                    .collect();
+                let tables: Vec<IdentityTable> =
+                    sets.values().filter_map(|e| self.table(e)).collect();
                 let mut namespaces: BTreeSet<String> =
                     BUILTIN_NAMESPACES.iter().map(|s| s.to_string()).collect();
                 namespaces.extend(tables.iter().map(|t| t.namespace.clone()));
                 namespaces.extend(self.namespaces.iter().cloned());
-                info!(peersets = tables.len(), "PeerSets loaded");
+                info!(
+                    peersets = tables.len(),
+                    identities = tables.iter().map(|t| t.identities.len()).sum::<usize>(),
+                    "PeerSets loaded"
+                );
                 self.publish.loaded(tables, namespaces);
                 published_once = true;
             }
         }
     }
 
-    /// Applies one watch event; returns true when the tables changed.
+    /// The table a set serves: `None` while it has no good PeerSet.
+    fn table(&self, entry: &SetEntry) -> Option<IdentityTable> {
+        let ps = entry.peerset.as_ref()?;
+        let slices = entry.slices.values().filter_map(|s| match s {
+            SliceEntry::Good(ids) => Some(ids.as_slice()),
+            SliceEntry::Pending(_) => None,
+        });
+        ps.to_table(slices).ok()
+    }
+
+    /// Applies one watch item, marking the sets it changed (`relisted` when a relist did).
     fn handle(
         &mut self,
-        states: &mut [WatchState],
-        (i, event): (usize, Result<Event<PeerSet>, watcher::Error>),
+        watches: &mut [Watch],
+        health: &mut WatchHealth,
+        sets: &mut BTreeMap<Key, SetEntry>,
+        (i, item): Item,
         dirty: &mut BTreeSet<Key>,
         relisted: &mut bool,
-    ) -> bool {
+    ) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
         self.metrics.last_event_seconds.set(now);
-        let state = &mut states[i];
-        state.failing = event.is_err();
-        match event {
+        let watch = &mut watches[i];
+        match &item {
+            Err(_) => health.failed(i, Instant::now()),
+            Ok(_) => health.delivered(i),
+        }
+        match item {
             Err(e) => {
                 self.metrics.watch_errors.inc();
                 self.metrics.watches_healthy.set(0);
-                warn!(error = %e, "PeerSet watch failed; serving the last state while retrying");
-                false
+                let kind = match watch.kind {
+                    Kind::PeerSets => "peersets",
+                    Kind::PeerSlices => "peerslices",
+                };
+                warn!(kind, error = %e, "watch failed; serving the last state while retrying");
             }
-            Ok(Event::Init) => {
-                state.relisting = Some(BTreeMap::new());
-                false
-            }
-            Ok(Event::InitApply(ps)) => {
-                let previous = &state.tables;
-                if let Some((key, table)) = self.accept(&ps, previous) {
-                    state
-                        .relisting
-                        .get_or_insert_with(BTreeMap::new)
-                        .insert(key, table);
-                }
-                false
-            }
+            Ok(Event::Init) => watch.relisting = Some(Vec::new()),
+            Ok(Event::InitApply(o)) => watch.relisting.get_or_insert_with(Vec::new).push(o),
             Ok(Event::InitDone) => {
-                let fresh = state.relisting.take().unwrap_or_default();
-                state.synced = true;
-                let changed = fresh != state.tables;
-                state.tables = fresh;
-                *relisted |= changed;
-                changed
-            }
-            Ok(Event::Apply(ps)) => match self.accept(&ps, &state.tables) {
-                Some((key, table)) => {
-                    let changed = state.tables.get(&key) != Some(&table);
-                    if changed {
-                        dirty.insert(key.clone());
-                        state.tables.insert(key, table);
+                let listed = watch.relisting.take().unwrap_or_default();
+                health.synced(i);
+                let (kind, scope) = (watch.kind, watch.namespace.clone());
+                let listed_keys: BTreeSet<Key> = listed.iter().filter_map(object_key).collect();
+                let mut changed = BTreeSet::new();
+                // What the list no longer has, of this kind and in scope, is gone.
+                for (key, entry) in sets.iter_mut() {
+                    if scope.as_deref().is_some_and(|ns| ns != key.0) {
+                        continue;
                     }
-                    changed
-                }
-                None => false,
-            },
-            Ok(Event::Delete(ps)) => {
-                match (ps.metadata.namespace.clone(), ps.metadata.name.clone()) {
-                    (Some(ns), Some(name)) => {
-                        let key = (ns, name);
-                        let changed = state.tables.remove(&key).is_some();
-                        if changed {
-                            dirty.insert(key);
+                    match kind {
+                        Kind::PeerSets => {
+                            if entry.peerset.is_some() && !listed_keys.contains(key) {
+                                entry.peerset = None;
+                                changed.insert(key.clone());
+                            }
                         }
-                        changed
+                        Kind::PeerSlices => {
+                            let before = entry.slices.len();
+                            entry
+                                .slices
+                                .retain(|n, _| listed_keys.contains(&(key.0.clone(), n.clone())));
+                            if entry.slices.len() != before {
+                                changed.insert(key.clone());
+                            }
+                        }
                     }
-                    _ => false,
                 }
+                for o in listed {
+                    changed.extend(self.apply(sets, o));
+                }
+                *relisted |= !changed.is_empty();
+                dirty.extend(changed);
+                sets.retain(|_, e| e.peerset.is_some() || !e.slices.is_empty());
+            }
+            Ok(Event::Apply(o)) => dirty.extend(self.apply(sets, o)),
+            Ok(Event::Delete(o)) => {
+                dirty.extend(delete(sets, &o));
+                sets.retain(|_, e| e.peerset.is_some() || !e.slices.is_empty());
             }
         }
     }
 
-    /// The table of a PeerSet; an invalid one keeps its previous table (if any) and is reported.
-    fn accept(
-        &mut self,
-        ps: &PeerSet,
-        previous: &BTreeMap<Key, IdentityTable>,
-    ) -> Option<(Key, IdentityTable)> {
-        let key = (ps.metadata.namespace.clone()?, ps.metadata.name.clone()?);
-        match ps.to_table() {
-            Ok(table) => Some((key, table)),
-            Err(crate::identity::PeerSetError::NoStatus(_)) => None,
+    /// A PeerSet or slice added or changed; returns its set's key if that changed anything.
+    fn apply(&mut self, sets: &mut BTreeMap<Key, SetEntry>, o: Object) -> Option<Key> {
+        match o {
+            Object::Set(ps) => self.apply_peerset(sets, *ps),
+            Object::Slice(s) => self.apply_slice(sets, *s),
+        }
+    }
+
+    fn apply_peerset(&mut self, sets: &mut BTreeMap<Key, SetEntry>, ps: PeerSet) -> Option<Key> {
+        let key = key_of(&ps)?;
+        match ps.check() {
+            Ok(()) => {}
+            // Not reconciled yet: nothing to serve, nothing wrong.
+            Err(PeerSetError::NoStatus(_)) => return None,
             Err(e) => {
                 self.metrics.invalid_peersets.inc();
                 self.publish.rejected();
                 warn!(namespace = %key.0, name = %key.1, error = %e, "ignoring an invalid PeerSet; its last good state keeps serving");
-                previous.get(&key).cloned().map(|t| (key, t))
+                return None;
             }
         }
+        let entry = sets.entry(key.clone()).or_default();
+        if let Some(old) = &entry.peerset {
+            if old.spec == ps.spec && old.status == ps.status {
+                return None;
+            }
+            if layout(&old.spec) == layout(&ps.spec) {
+                entry.peerset = Some(ps);
+                return Some(key);
+            }
+        }
+        // A first PeerSet, or a new layout: check the slices against it.
+        let slices = std::mem::take(&mut entry.slices);
+        for (name, slice) in slices {
+            let checked = match slice {
+                SliceEntry::Pending(s) => match s.identities(&ps.spec) {
+                    Ok(ids) => Some(ids.to_vec()),
+                    Err(e) => {
+                        self.rejected_slice(&key.0, &name, &e);
+                        None
+                    }
+                },
+                // Checked against the set's previous layout: kept if it still fits.
+                SliceEntry::Good(ids) => parse_slice_name(&name)
+                    .filter(|(_, block)| check_block(&name, *block, &ids, &ps.spec).is_ok())
+                    .map(|_| ids),
+            };
+            if let Some(ids) = checked {
+                entry.slices.insert(name, SliceEntry::Good(ids));
+            }
+        }
+        entry.peerset = Some(ps);
+        Some(key)
+    }
+
+    fn apply_slice(&mut self, sets: &mut BTreeMap<Key, SetEntry>, s: PeerSlice) -> Option<Key> {
+        let (ns, name) = key_of(&s)?;
+        let Some((set, _)) = parse_slice_name(&name) else {
+            let e = PeerSetError::InvalidSlice {
+                name: name.clone(),
+                reason: "the name is not <peerSet>.<block>".into(),
+            };
+            self.rejected_slice(&ns, &name, &e);
+            return None;
+        };
+        let key = (ns, set.to_string());
+        let entry = sets.entry(key.clone()).or_default();
+        let Some(ps) = &entry.peerset else {
+            entry.slices.insert(name, SliceEntry::Pending(Box::new(s)));
+            return None;
+        };
+        match s.identities(&ps.spec) {
+            Ok(ids) => {
+                if matches!(entry.slices.get(&name), Some(SliceEntry::Good(old)) if old == ids) {
+                    return None;
+                }
+                entry.slices.insert(name, SliceEntry::Good(ids.to_vec()));
+                Some(key)
+            }
+            Err(e) => {
+                self.rejected_slice(&key.0, &name, &e);
+                None
+            }
+        }
+    }
+
+    fn rejected_slice(&mut self, namespace: &str, name: &str, e: &PeerSetError) {
+        self.metrics.invalid_peerslices.inc();
+        self.publish.rejected();
+        warn!(namespace = %namespace, name = %name, error = %e, "ignoring an invalid PeerSlice; its last good state keeps serving");
+    }
+}
+
+/// A PeerSet or slice deleted; returns its set's key if that changed anything.
+fn delete(sets: &mut BTreeMap<Key, SetEntry>, o: &Object) -> Option<Key> {
+    match o {
+        Object::Set(ps) => {
+            let key = key_of(ps.as_ref())?;
+            let e = sets.get_mut(&key)?;
+            e.peerset.take().map(|_| key)
+        }
+        Object::Slice(s) => {
+            let (ns, name) = key_of(s.as_ref())?;
+            let (set, _) = parse_slice_name(&name)?;
+            let key = (ns, set.to_string());
+            let e = sets.get_mut(&key)?;
+            e.slices.remove(&name).map(|_| key)
+        }
+    }
+}
+
+fn key_of<K: Resource>(o: &K) -> Option<Key> {
+    Some((o.meta().namespace.clone()?, o.meta().name.clone()?))
+}
+
+fn object_key(o: &Object) -> Option<Key> {
+    match o {
+        Object::Set(ps) => key_of(ps.as_ref()),
+        Object::Slice(s) => key_of(s.as_ref()),
     }
 }

@@ -16,7 +16,7 @@
 //!   without containers is accepted; no `status.phase: Pending` on create), no
 //!   namespace existence checks, no immutable-field checks (e.g. StatefulSet selector).
 //! - The resource table is fixed: creating a CustomResourceDefinition stores it but does
-//!   not register or unregister anything; `peersets.petdns.io` is always served.
+//!   not register or unregister anything; `peersets.petdns.io` and `peerslices.petdns.io` are always served.
 //! - Strategic merge patch is applied as a plain JSON merge patch: lists are replaced
 //!   wholesale, never merged by key (`containers`, `ports`, `conditions`, ...), and
 //!   `$patch`/`$retainKeys` directives are ignored.
@@ -320,6 +320,18 @@ preferences: {{}}
             .iter()
             .map(|m| self.count_requests(m, path_prefix))
             .sum()
+    }
+
+    /// POST/PUT/PATCH/DELETE requests to exactly `path` (an object, or its subresource).
+    pub fn count_writes_to(&self, path: &str) -> usize {
+        self.shared
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| ["POST", "PUT", "PATCH", "DELETE"].contains(&r.method.as_str()))
+            .filter(|r| r.path == path)
+            .count()
     }
 
     // ----- faults ---------------------------------------------------------------

@@ -74,7 +74,15 @@ pub const RESOURCES: &[ResourceDef] = &[
     ),
     rd("apps", "v1", "statefulsets", "StatefulSet", true, true),
     rd("coordination.k8s.io", "v1", "leases", "Lease", true, false),
-    rd("petdns.io", "v1alpha1", "peersets", "PeerSet", true, true),
+    rd("petdns.io", "v1alpha2", "peersets", "PeerSet", true, true),
+    rd(
+        "petdns.io",
+        "v1alpha2",
+        "peerslices",
+        "PeerSlice",
+        true,
+        false,
+    ),
     rd(
         "apiextensions.k8s.io",
         "v1",

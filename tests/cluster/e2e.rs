@@ -25,7 +25,8 @@ use crate::apiserver::FakeApiServer;
 use crate::support::{DEADLINE, Dig, Server, dig, poll};
 
 const NS: &str = "shop";
-const PEERSETS: &str = "/apis/petdns.io/v1alpha1/namespaces/shop/peersets/";
+const PEERSETS: &str = "/apis/petdns.io/v1alpha2/namespaces/shop/peersets/";
+const PEERSLICES: &str = "/apis/petdns.io/v1alpha2/namespaces/shop/peerslices/";
 
 /// `<pod>.<svc>.shop.svc.cluster.local`
 fn host(pod: &str, svc: &str) -> String {
@@ -140,11 +141,11 @@ impl Cluster {
     }
 
     fn peersets(&self) -> Api<DynamicObject> {
-        let ar = ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("petdns.io", "v1alpha1", "PeerSet"),
-            "peersets",
-        );
-        Api::namespaced_with(self.client.clone(), NS, &ar)
+        peer_api(&self.client, NS, "PeerSet")
+    }
+
+    fn peerslices(&self) -> Api<DynamicObject> {
+        peer_api(&self.client, NS, "PeerSlice")
     }
 
     fn create<K>(&self, api: Api<K>, obj: Value) -> K
@@ -296,8 +297,35 @@ impl Cluster {
 
     // ----- reading back -----------------------------------------------------------
 
+    /// PeerSet `name` with the identities of all its slices, sorted by ordinal, under
+    /// `identities` (a view for the tests: the objects keep them apart).
     fn peerset(&self, name: &str) -> Option<Value> {
-        self.api.get("petdns.io/v1alpha1", "PeerSet", NS, name)
+        let mut ps = self.api.get("petdns.io/v1alpha2", "PeerSet", NS, name)?;
+        let mut identities: Vec<Value> = self
+            .slices_of(name)
+            .iter()
+            .flat_map(|s| {
+                s["spec"]["identities"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
+        identities.sort_by_key(|i| i["ordinal"].as_i64());
+        ps["identities"] = Value::Array(identities);
+        Some(ps)
+    }
+
+    /// The PeerSlices labelled with PeerSet `name`, by name.
+    fn slices_of(&self, name: &str) -> Vec<Value> {
+        let mut slices: Vec<Value> = self
+            .api
+            .list("petdns.io/v1alpha2", "PeerSlice", Some(NS))
+            .into_iter()
+            .filter(|s| s["metadata"]["labels"]["petdns.io/peer-set"] == name)
+            .collect();
+        slices.sort_by_key(|s| s["metadata"]["name"].as_str().unwrap_or("").to_string());
+        slices
     }
 
     /// Waits until the PeerSet `name` satisfies `ok`; returns it.
@@ -321,12 +349,22 @@ impl Cluster {
     }
 }
 
+/// PeerSets or PeerSlices (`kind`) in namespace `ns`, untyped, so tests can write garbage.
+fn peer_api(client: &kube::Client, ns: &str, kind: &str) -> Api<DynamicObject> {
+    let plural = format!("{}s", kind.to_lowercase());
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("petdns.io", "v1alpha2", kind),
+        &plural,
+    );
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
 fn ready_of(ps: &Value) -> &str {
     ps["status"]["ready"].as_str().unwrap_or("")
 }
 
 fn identity<'a>(ps: &'a Value, pod: &str) -> &'a Value {
-    ps["status"]["identities"]
+    ps["identities"]
         .as_array()
         .and_then(|ids| ids.iter().find(|i| i["pod"] == pod))
         .unwrap_or(&Value::Null)
@@ -671,46 +709,103 @@ fn publish_not_ready_start_ordinal_and_node_lost() {
     });
 }
 
-/// A StatefulSet whose PeerSet would be over the size petdns writes (here 10,000 declared
-/// identities) gets no PeerSet, a Warning Event and the metric, instead of a write etcd would
-/// refuse; scaled down it is written and the metric clears.
+/// A StatefulSet of 10,000 replicas (the declared bound) is served live through 100 slices of
+/// 100; one pod's change rewrites the one slice of its block; scaled to 3 and back, exactly the
+/// slices the blocks need are left.
 #[test]
-fn a_peerset_too_large_is_not_written_and_said_so() {
+fn ten_thousand_replicas_are_served_through_a_hundred_slices() {
     let c = Cluster::new();
     c.node("node-a");
     let controller = c.controller("ctl-a");
+    let dns = c.serve(true);
     c.service("nginx", "web", false, "None");
     c.statefulset("web", "nginx", 10_000, 0);
-    poll(DEADLINE, || {
-        (!c.events("PeerSetTooLarge", "web").is_empty()).then_some(())
-    })
-    .expect("a PeerSetTooLarge Event about StatefulSet web");
-    let event = &c.events("PeerSetTooLarge", "web")[0];
-    assert_eq!(event["type"], "Warning", "{event:#}");
-    let note = event["note"].as_str().unwrap_or("");
-    assert!(note.contains("10000 identities"), "{note}");
-    assert_eq!(controller.metric("petdns_peersets_too_large"), Some(1.0));
-    assert!(c.peerset("web").is_none(), "no PeerSet is written");
+    let slice_names = |n: usize| -> Vec<String> { (0..n).map(|k| format!("web.{k}")).collect() };
+    let names = || -> Vec<String> {
+        let mut v: Vec<String> = c
+            .slices_of("web")
+            .iter()
+            .map(|s| s["metadata"]["name"].as_str().unwrap_or("").to_string())
+            .collect();
+        v.sort_by_key(|n| n.trim_start_matches("web.").parse::<i32>().unwrap_or(-1));
+        v
+    };
+    let ps = c.wait_peerset("web", "100 slices", |p| {
+        p["status"]["slices"] == 100 && ready_of(p) == "0/10000"
+    });
+    assert_eq!(ps["identities"].as_array().map(Vec::len), Some(10_000));
+    assert_eq!(names(), slice_names(100));
+    let slice = &c.slices_of("web")[0];
+    assert_eq!(slice["spec"]["block"], 0);
+    assert_eq!(slice["spec"]["ready"], "0/100");
+    assert_eq!(slice["metadata"]["ownerReferences"][0]["kind"], "PeerSet");
 
+    // The last ordinal is declared (NODATA), one past it does not exist.
+    wait_dig(
+        &dns,
+        &["A", &host("web-9999", "nginx")],
+        "NODATA",
+        is_nodata,
+    );
+    wait_dig(
+        &dns,
+        &["A", &host("web-10000", "nginx")],
+        "NXDOMAIN",
+        is_nxdomain,
+    );
+
+    // One pod's change: one slice written (and the PeerSet's status, for its count).
+    let slice_writes = |name: &str| c.api.count_writes_to(&format!("{PEERSLICES}{name}"));
+    let before: Vec<usize> = slice_names(100).iter().map(|n| slice_writes(n)).collect();
+    c.running_pod("web", 4321, "nginx", "192.0.2.43", true);
+    wait_dig(
+        &dns,
+        &["A", &host("web-4321", "nginx")],
+        "the pod",
+        is_a(&["192.0.2.43"]),
+    );
+    let after: Vec<usize> = slice_names(100).iter().map(|n| slice_writes(n)).collect();
+    let changed: Vec<String> = slice_names(100)
+        .into_iter()
+        .zip(before.iter().zip(&after))
+        .filter(|(_, (b, a))| b != a)
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        changed,
+        ["web.43"],
+        "only the slice of ordinal 4321's block is written"
+    );
+
+    // Down to 3 (the pod of 4321 gone, as the StatefulSet controller would remove it): one
+    // slice left. Back to 10,000: 100 again.
+    c.delete(c.pods(), "web-4321");
     c.scale("web", 3);
-    let ps = c.wait_peerset("web", "written for 3 replicas", |p| ready_of(p) == "0/3");
-    assert_eq!(ps["status"]["identities"].as_array().map(Vec::len), Some(3));
-    poll(DEADLINE, || {
-        (controller.metric("petdns_peersets_too_large") == Some(0.0)).then_some(())
-    })
-    .expect("the metric clears once the PeerSet fits");
-
-    // Too large again, then deleted: nothing is left counted.
+    c.wait_peerset("web", "1 slice", |p| p["status"]["slices"] == 1);
+    poll(DEADLINE, || (names() == slice_names(1)).then_some(()))
+        .unwrap_or_else(|| panic!("slices after the scale-down: {:?}", names()));
+    wait_dig(
+        &dns,
+        &["A", &host("web-3", "nginx")],
+        "NXDOMAIN",
+        is_nxdomain,
+    );
     c.scale("web", 10_000);
-    poll(DEADLINE, || {
-        (controller.metric("petdns_peersets_too_large") == Some(1.0)).then_some(())
-    })
-    .expect("too large again");
-    c.delete(c.sets(), "web");
-    poll(DEADLINE, || {
-        (controller.metric("petdns_peersets_too_large") == Some(0.0)).then_some(())
-    })
-    .expect("the metric clears once the StatefulSet is gone");
+    c.wait_peerset("web", "100 slices", |p| p["status"]["slices"] == 100);
+    poll(DEADLINE, || (names() == slice_names(100)).then_some(()))
+        .unwrap_or_else(|| panic!("slices after the scale-up: {:?}", names().len()));
+    wait_dig(
+        &dns,
+        &["A", &host("web-9999", "nginx")],
+        "NODATA",
+        is_nodata,
+    );
+    assert!(
+        controller
+            .metric("petdns_peerslice_writes_total")
+            .unwrap_or(0.0)
+            >= 201.0
+    );
 }
 
 #[test]
@@ -815,11 +910,7 @@ fn restart_count_change_writes_no_peerset_and_crd_columns() {
         ready_of(p) == "1/2" && identity(p, "web-1")["state"] == "NotReady"
     });
     // status.ready reads published/declared.
-    assert_eq!(
-        ps["status"]["identities"].as_array().map(Vec::len),
-        Some(2),
-        "{ps:#}"
-    );
+    assert_eq!(ps["identities"].as_array().map(Vec::len), Some(2), "{ps:#}");
     wait_dig(
         &dns,
         &["A", &host("web-0", "nginx")],
@@ -833,7 +924,10 @@ fn restart_count_change_writes_no_peerset_and_crd_columns() {
     c.statefulset("marker", "other", 1, 0);
     c.wait_peerset("marker", "0/1", |p| ready_of(p) == "0/1");
     let web_path = format!("{PEERSETS}web");
+    let slice_path = format!("{PEERSLICES}web.0");
     let before = c.api.count_writes(&web_path);
+    let slice_before = c.api.count_writes_to(&slice_path);
+    assert!(slice_before > 0, "web.0 was written");
     c.pod_status("web-0", &ip(0), true, 1);
     c.pod_status("web-0", &ip(0), true, 2);
     c.running_pod("marker", 0, "other", "192.0.2.40", true);
@@ -842,6 +936,11 @@ fn restart_count_change_writes_no_peerset_and_crd_columns() {
         c.api.count_writes(&web_path),
         before,
         "a container restart is not DNS-relevant and must not write the PeerSet"
+    );
+    assert_eq!(
+        c.api.count_writes_to(&slice_path),
+        slice_before,
+        "nor its slice"
     );
     // A DNS-relevant change to the same pod still writes.
     c.pod_status("web-1", &ip(1), true, 0);
@@ -854,28 +953,48 @@ fn restart_count_change_writes_no_peerset_and_crd_columns() {
         .output()
         .expect("run petdns crd");
     assert!(out.status.success());
-    let crd: Value =
-        serde_saphyr::from_str(&String::from_utf8_lossy(&out.stdout)).expect("CRD YAML");
-    let columns: Vec<(String, String)> = crd["spec"]["versions"][0]["additionalPrinterColumns"]
-        .as_array()
-        .expect("printer columns")
-        .iter()
-        .map(|c| {
-            (
-                c["name"].as_str().unwrap_or("").to_string(),
-                c["jsonPath"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
-    let want = [
-        ("SERVICE", ".spec.service"),
-        ("READY", ".status.ready"),
-        ("AGE", ".metadata.creationTimestamp"),
-    ];
+    let crds: Vec<Value> =
+        serde_saphyr::from_multiple(&String::from_utf8_lossy(&out.stdout)).expect("CRD YAML");
+    let columns = |crd: &Value| -> Vec<(String, String)> {
+        crd["spec"]["versions"][0]["additionalPrinterColumns"]
+            .as_array()
+            .expect("printer columns")
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap_or("").to_string(),
+                    c["jsonPath"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    let own = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert_eq!(crds.len(), 2, "PeerSet and PeerSlice");
     assert_eq!(
-        columns,
-        want.map(|(a, b)| (a.to_string(), b.to_string())),
-        "{crd:#}"
+        columns(&crds[0]),
+        own(&[
+            ("SERVICE", ".spec.service"),
+            ("READY", ".status.ready"),
+            ("SLICES", ".status.slices"),
+            ("AGE", ".metadata.creationTimestamp"),
+        ]),
+        "{:#}",
+        crds[0]
+    );
+    assert_eq!(
+        columns(&crds[1]),
+        own(&[
+            ("PEERSET", ".spec.peerSet"),
+            ("BLOCK", ".spec.block"),
+            ("READY", ".spec.ready"),
+            ("AGE", ".metadata.creationTimestamp"),
+        ]),
+        "{:#}",
+        crds[1]
     );
 }
 
@@ -1344,15 +1463,19 @@ fn api_server_down_for_60_s_keeps_the_last_answers_and_resyncs() {
     f.finish();
 }
 
-/// A PeerSet as the controller would write it: `web`, one published identity.
-fn peerset_status(ip: &str) -> Value {
+/// The spec of PeerSet `web` (Service `nginx`, one port) with `replicas` from 0.
+fn peerset_spec(replicas: i32) -> Value {
     json!({
-        "observedGeneration": 1,
-        "ready": "1/1",
-        "identities": [{
-            "ordinal": 0, "pod": "web-0", "hostname": "web-0", "addresses": [ip],
-            "state": "Ready", "published": true, "node": "node-a", "claims": [],
-        }],
+        "statefulSet": "web", "service": "nginx", "ordinals": {"start": 0, "replicas": replicas},
+        "podManagementPolicy": "OrderedReady", "publishNotReadyAddresses": false,
+        "ports": [{"name": "web", "protocol": "TCP", "port": 8080}], "sliceSize": 100,
+    })
+}
+
+/// A PeerSet status as the controller would write it: the Service resolved.
+fn peerset_status(ready: &str, slices: i32) -> Value {
+    json!({
+        "observedGeneration": 1, "ready": ready, "slices": slices,
         "conditions": [
             {"type": "ServiceResolved", "status": "True", "reason": "ServiceResolved", "message": "ok"},
             {"type": "SubdomainsMatch", "status": "True", "reason": "SubdomainsMatch", "message": "ok"},
@@ -1360,28 +1483,52 @@ fn peerset_status(ip: &str) -> Value {
     })
 }
 
+/// One published identity of `web`.
+fn published(ordinal: i32, ip: &str) -> Value {
+    json!({
+        "ordinal": ordinal, "pod": format!("web-{ordinal}"), "hostname": format!("web-{ordinal}"),
+        "addresses": [ip], "state": "Ready", "published": true, "node": "node-a", "claims": [],
+    })
+}
+
+/// PeerSlice `web.<block>` as the controller would write it.
+fn peerslice(block: i32, identities: Vec<Value>) -> Value {
+    json!({
+        "apiVersion": "petdns.io/v1alpha2", "kind": "PeerSlice",
+        "metadata": {"name": format!("web.{block}"), "namespace": NS,
+                     "labels": {"petdns.io/peer-set": "web"}},
+        "spec": {"peerSet": "web", "block": block, "ready": "", "identities": identities},
+    })
+}
+
 #[test]
-fn serve_kube_waits_for_the_list_and_ignores_invalid_peersets() {
+fn serve_kube_waits_for_the_list_and_ignores_invalid_peersets_and_slices() {
     let c = Cluster::new();
-    let peersets = c.peersets();
+    let (peersets, slices) = (c.peersets(), c.peerslices());
+    // A slice may arrive before its PeerSet: it waits for it.
+    c.create(
+        slices.clone(),
+        peerslice(0, vec![published(0, "192.0.2.10")]),
+    );
+    c.create(
+        slices.clone(),
+        peerslice(1, vec![published(150, "192.0.2.50")]),
+    );
     c.create(
         peersets.clone(),
         json!({
-            "apiVersion": "petdns.io/v1alpha1", "kind": "PeerSet",
+            "apiVersion": "petdns.io/v1alpha2", "kind": "PeerSet",
             "metadata": {"name": "web", "namespace": NS},
-            "spec": {
-                "statefulSet": "web", "service": "nginx", "ordinals": {"start": 0, "replicas": 1},
-                "podManagementPolicy": "OrderedReady", "publishNotReadyAddresses": false,
-                "ports": [{"name": "web", "protocol": "TCP", "port": 8080}],
-            },
+            "spec": peerset_spec(200),
         }),
     );
-    c.merge_status(peersets.clone(), "web", peerset_status("192.0.2.10"));
+    c.merge_status(peersets.clone(), "web", peerset_status("2/200", 2));
 
     // Started while the API server holds every request: not ready, SERVFAIL.
     c.api.pause();
     let dns = c.serve(false);
     let web0 = host("web-0", "nginx");
+    let web150 = host("web-150", "nginx");
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(500) {
         let d = dns.dig(&["A", &web0]);
@@ -1395,49 +1542,74 @@ fn serve_kube_waits_for_the_list_and_ignores_invalid_peersets() {
     }
     c.api.resume();
     dns.wait_ready();
+    wait_dig(&dns, &["A", &web0], "slice web.0", is_a(&["192.0.2.10"]));
+    wait_dig(&dns, &["A", &web150], "slice web.1", is_a(&["192.0.2.50"]));
+    // Declared, in no slice: NODATA, never NXDOMAIN.
+    wait_dig(&dns, &["A", &host("web-7", "nginx")], "NODATA", is_nodata);
+
+    // A slice with garbage is rejected whole, counted, and its last good state keeps serving,
+    // as do the set's other slices.
+    let rejected = |metric_name: &str, n: f64| {
+        poll(DEADLINE, || (metric(&dns, metric_name) >= n).then_some(()))
+            .unwrap_or_else(|| panic!("{metric_name} never reached {n}"))
+    };
+    let replace = |slice: Value| {
+        let name = slice["metadata"]["name"].as_str().unwrap().to_string();
+        c.merge(
+            slices.clone(),
+            &name,
+            json!({"spec": slice["spec"].clone()}),
+        );
+    };
+    let mut no_address = published(150, "192.0.2.99");
+    no_address["addresses"] = json!([]);
+    replace(peerslice(1, vec![no_address, published(151, "192.0.2.51")]));
+    rejected("petdns_invalid_peerslices_total", 1.0);
+    replace(peerslice(1, vec![published(42, "192.0.2.42")]));
+    rejected("petdns_invalid_peerslices_total", 2.0);
+    let mut intruder = published(160, "192.0.2.98");
+    intruder["pod"] = json!("intruder-160");
+    replace(peerslice(1, vec![intruder]));
+    rejected("petdns_invalid_peerslices_total", 3.0);
+    replace(peerslice(0, vec![published(0, "192.0.2.11")]));
     wait_dig(
         &dns,
         &["A", &web0],
-        "the PeerSet's address",
-        is_a(&["192.0.2.10"]),
+        "the other slice's update",
+        is_a(&["192.0.2.11"]),
     );
-
-    // Garbage is ignored, counted, and the last good state keeps serving.
-    let invalid = |n: f64| {
-        poll(DEADLINE, || {
-            (metric(&dns, "petdns_invalid_peersets_total") >= n).then_some(())
-        })
-        .unwrap_or_else(|| panic!("petdns_invalid_peersets_total never reached {n}"))
-    };
-    let mut garbage = peerset_status("192.0.2.99");
-    garbage["identities"][0]["addresses"] = json!([]);
-    c.merge_status(peersets.clone(), "web", garbage);
-    invalid(1.0);
-    let d = dns.dig(&["A", &web0]);
-    assert!(
-        is_a(&["192.0.2.10"])(&d),
-        "after a published identity without addresses:\n{d}"
-    );
-
-    let mut garbage = peerset_status("192.0.2.98");
-    garbage["identities"][0]["pod"] = json!("intruder-0");
-    c.merge_status(peersets.clone(), "web", garbage);
-    invalid(2.0);
-    let d = dns.dig(&["A", &web0]);
-    assert!(
-        is_a(&["192.0.2.10"])(&d),
-        "after a pod name not of the set:\n{d}"
-    );
-    let d = dns.dig(&["A", &host("intruder-0", "nginx")]);
+    let d = dns.dig(&["A", &web150]);
+    assert!(is_a(&["192.0.2.50"])(&d), "web.1's last good state:\n{d}");
+    for name in [host("web-151", "nginx"), host("web-42", "nginx")] {
+        let d = dns.dig(&["A", &name]);
+        assert!(is_nodata(&d), "nothing of a rejected slice is served:\n{d}");
+    }
+    let d = dns.dig(&["A", &host("intruder-160", "nginx")]);
     assert!(is_nxdomain(&d), "the intruder must not be served:\n{d}");
 
-    // A valid update is served again.
-    c.merge_status(peersets, "web", peerset_status("192.0.2.11"));
+    // A PeerSet with garbage is rejected too, the last good one serving.
+    let mut bad = peerset_spec(200);
+    bad["sliceSize"] = json!(0);
+    c.merge(peersets.clone(), "web", json!({"spec": bad}));
+    rejected("petdns_invalid_peersets_total", 1.0);
+    let d = dns.dig(&["A", &web0]);
+    assert!(is_a(&["192.0.2.11"])(&d), "after an invalid PeerSet:\n{d}");
+
+    // Valid again: served again; a deleted slice takes its identities with it.
+    c.merge(peersets, "web", json!({"spec": peerset_spec(200)}));
+    replace(peerslice(1, vec![published(150, "192.0.2.52")]));
     wait_dig(
         &dns,
-        &["A", &web0],
+        &["A", &web150],
         "the new address",
-        is_a(&["192.0.2.11"]),
+        is_a(&["192.0.2.52"]),
+    );
+    c.delete(slices, "web.1");
+    wait_dig(
+        &dns,
+        &["A", &web150],
+        "NODATA once its slice is gone",
+        is_nodata,
     );
 }
 
@@ -1446,24 +1618,19 @@ fn serve_kube_namespace_limits_what_is_served() {
     let c = Cluster::new();
     // The same PeerSet in two namespaces; the server watches only `shop`.
     for ns in [NS, "other"] {
-        let ar = ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("petdns.io", "v1alpha1", "PeerSet"),
-            "peersets",
-        );
-        let api: Api<DynamicObject> = Api::namespaced_with(c.client.clone(), ns, &ar);
+        let api = peer_api(&c.client, ns, "PeerSet");
         c.create(
             api.clone(),
             json!({
-                "apiVersion": "petdns.io/v1alpha1", "kind": "PeerSet",
+                "apiVersion": "petdns.io/v1alpha2", "kind": "PeerSet",
                 "metadata": {"name": "web", "namespace": ns},
-                "spec": {
-                    "statefulSet": "web", "service": "nginx", "ordinals": {"start": 0, "replicas": 1},
-                    "podManagementPolicy": "OrderedReady", "publishNotReadyAddresses": false,
-                    "ports": [{"name": "web", "protocol": "TCP", "port": 8080}],
-                },
+                "spec": peerset_spec(1),
             }),
         );
-        c.merge_status(api, "web", peerset_status("192.0.2.10"));
+        c.merge_status(api, "web", peerset_status("1/1", 1));
+        let mut slice = peerslice(0, vec![published(0, "192.0.2.10")]);
+        slice["metadata"]["namespace"] = json!(ns);
+        c.create(peer_api(&c.client, ns, "PeerSlice"), slice);
     }
     let dns = Server::spawn(
         &[

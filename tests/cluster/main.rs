@@ -44,7 +44,7 @@ fn api_code(e: &kube::Error) -> (u16, String) {
 
 fn peerset_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("petdns.io", "v1alpha1", "PeerSet"),
+        &GroupVersionKind::gvk("petdns.io", "v1alpha2", "PeerSet"),
         "peersets",
     )
 }
@@ -646,13 +646,13 @@ async fn server_side_apply_and_status_subresource() {
     assert_eq!(api_code(&err), (404, "NotFound".into()));
     // the hook view agrees
     let stored = server
-        .get("petdns.io/v1alpha1", "PeerSet", NS, "web")
+        .get("petdns.io/v1alpha2", "PeerSet", NS, "web")
         .unwrap();
     assert_eq!(stored["status"]["peers"], json!(["a", "b"]));
     assert_eq!(
         server.count_requests(
             "PATCH",
-            "/apis/petdns.io/v1alpha1/namespaces/petdns-test/peersets/web/status"
+            "/apis/petdns.io/v1alpha2/namespaces/petdns-test/peersets/web/status"
         ),
         1
     );
@@ -748,7 +748,7 @@ async fn kubeconfig_and_faults() {
     let groups = client.list_api_groups().await.unwrap();
     assert!(groups.groups.iter().any(|g| g.name == "petdns.io"));
     let res = client
-        .list_api_group_resources("petdns.io/v1alpha1")
+        .list_api_group_resources("petdns.io/v1alpha2")
         .await
         .unwrap();
     assert!(res.resources.iter().any(|r| r.name == "peersets/status"));

@@ -42,6 +42,8 @@ pub enum Readiness {
 #[derive(Default)]
 struct State {
     readiness: HashMap<String, Readiness>,
+    /// What the pods of a namespace get unless `readiness` names them (default: Ready).
+    namespace_readiness: HashMap<String, Readiness>,
     /// The Node new pods of a namespace are bound to (default: the first Node).
     node_of_namespace: HashMap<String, String>,
     /// Nodes, and whether their Lease is renewed.
@@ -49,6 +51,9 @@ struct State {
     /// Addresses by pod UID: a pod keeps its address, a new pod gets a new one.
     addresses: HashMap<String, Vec<IpAddr>>,
     next_address: u32,
+    /// Addresses from 10.244.0.0/16, a pod CIDR as clusters have them (for measurements at
+    /// thousands of pods), instead of the 254 of 198.51.100.0/24.
+    pod_cidr: bool,
     dual_stack: HashSet<String>,
     terminating: HashSet<String>,
 }
@@ -86,6 +91,20 @@ impl Kubelet {
         rt.spawn(renew_leases(client.clone(), state.clone()));
         rt.spawn(run_pods(client.clone(), state.clone()));
         Kubelet { rt, client, state }
+    }
+
+    /// Pods get addresses from 10.244.0.0/16 from now on (see `State::pod_cidr`).
+    pub fn use_pod_cidr(&self) {
+        self.state.lock().unwrap().pod_cidr = true;
+    }
+
+    /// What the pods of `namespace` get unless [`Kubelet::set`] names them.
+    pub fn set_namespace(&self, namespace: &str, readiness: Readiness) {
+        self.state
+            .lock()
+            .unwrap()
+            .namespace_readiness
+            .insert(namespace.to_string(), readiness);
     }
 
     /// New pods of `namespace` are bound to `node`.
@@ -239,6 +258,7 @@ async fn handle(client: &kube::Client, state: &Arc<Mutex<State>>, pod: Pod) {
         let readiness = s
             .readiness
             .get(&format!("{ns}/{name}"))
+            .or_else(|| s.namespace_readiness.get(&ns))
             .copied()
             .unwrap_or(Readiness::Ready);
         let target = s
@@ -301,11 +321,20 @@ async fn handle(client: &kube::Client, state: &Arc<Mutex<State>>, pod: Pod) {
         if !s.addresses.contains_key(&uid) {
             s.next_address += 1;
             let n = s.next_address;
-            assert!(
-                n < 255,
-                "the test kubelet ran out of addresses in 198.51.100.0/24"
-            );
-            let mut a: Vec<IpAddr> = vec![format!("198.51.100.{n}").parse().unwrap()];
+            let v4 = if s.pod_cidr {
+                assert!(
+                    n < 65_535,
+                    "the test kubelet ran out of addresses in 10.244.0.0/16"
+                );
+                format!("10.244.{}.{}", n / 256, n % 256)
+            } else {
+                assert!(
+                    n < 255,
+                    "the test kubelet ran out of addresses in 198.51.100.0/24"
+                );
+                format!("198.51.100.{n}")
+            };
+            let mut a: Vec<IpAddr> = vec![v4.parse().unwrap()];
             if dual {
                 a.push(format!("2001:db8:ffff::{n:x}").parse().unwrap());
             }

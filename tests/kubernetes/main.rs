@@ -19,6 +19,7 @@ mod support;
 mod kubelet;
 mod petdns;
 mod plane;
+mod traffic;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -868,12 +869,24 @@ fn a_deleted_statefulset_takes_its_peerset_and_names_with_it() {
         "{.metadata.ownerReferences[0].uid}",
     );
     assert_eq!(owner, set_uid, "the PeerSet is owned by its StatefulSet");
+    let peerset_uid = field(p, &ns, "peerset/kubia", "{.metadata.uid}");
+    let slice_owner = field(
+        p,
+        &ns,
+        "peerslice/kubia.0",
+        "{.metadata.ownerReferences[0].uid}",
+    );
+    assert_eq!(
+        slice_owner, peerset_uid,
+        "the slice is owned by its PeerSet"
+    );
     p.kubectl(&["delete", "-n", &ns, "sts/kubia", "--wait=false"]);
     wait(SLOW, || {
         let out = p.kubectl_output(&["get", "-n", &ns, "peerset/kubia"]);
-        (!out.status.success()).then_some(())
+        let slices = field(p, &ns, "peerslices", "{.items[*].metadata.name}");
+        (!out.status.success() && slices.is_empty()).then_some(())
     })
-    .expect("the PeerSet is gone");
+    .expect("the PeerSet and its slices are gone");
     wait_negative(dns, "A", &host("kubia-0", "kubia", &ns), "NXDOMAIN");
     // The Service stays: its name exists, with nothing under it.
     wait_negative(
@@ -1084,4 +1097,67 @@ fn misconfigurations_set_one_condition_and_one_event_each() {
     let out = p.kubectl_output(&["get", "peersets", "-n", &ns]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && !err.contains("Warning"), "{err}");
+}
+
+/// A StatefulSet of 10,000 replicas (the declared bound) on the real API server: its PeerSet
+/// and 100 slices of 100 are written and served (the pods stay unscheduled, so only kubia-0
+/// exists: OrderedReady waits for it); `kubectl get peerslices -l petdns.io/peer-set=kubia`
+/// shows each block and its ready count; scaled to 3 and back, exactly the slices the blocks
+/// need are left.
+#[test]
+fn ten_thousand_replicas_are_served_through_a_hundred_slices() {
+    let Some(s) = shared() else { return };
+    let (p, dns) = (s.plane, &s.petdns.dns);
+    let ns = namespace(p, "big");
+    s.kubelet.set_namespace(&ns, Readiness::Unscheduled);
+    apply(p, &ns, &kubia(10_000, json!({})));
+    let slices = || field(p, &ns, "peerslices", "{.items[*].metadata.name}");
+    let expect = |n: usize| -> String {
+        let mut names: Vec<String> = (0..n).map(|k| format!("kubia.{k}")).collect();
+        names.sort();
+        names.join(" ")
+    };
+    wait(SLOW, || (slices() == expect(100)).then_some(()))
+        .unwrap_or_else(|| panic!("never 100 slices: {}", slices().split(' ').count()));
+    wait(SLOW, || {
+        (field(p, &ns, "peerset/kubia", "{.status.slices}") == "100").then_some(())
+    })
+    .expect("the PeerSet counts its slices");
+    let table = p.kubectl(&[
+        "get",
+        "peerslices",
+        "-n",
+        &ns,
+        "-l",
+        "petdns.io/peer-set=kubia",
+    ]);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "PEERSET", "BLOCK", "READY", "AGE"],
+        "{table}"
+    );
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("kubia.42 "))
+        .unwrap_or_else(|| panic!("{table}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[1..4], ["kubia", "42", "0/100"], "{row}");
+    wait_negative(dns, "A", &host("kubia-9999", "kubia", &ns), "NOERROR");
+    wait_txt(dns, &host("kubia-4242", "kubia", &ns), "state=Missing");
+    wait_negative(dns, "A", &host("kubia-10000", "kubia", &ns), "NXDOMAIN");
+
+    p.kubectl(&["scale", "-n", &ns, "statefulset/kubia", "--replicas=3"]);
+    wait(SLOW, || (slices() == expect(1)).then_some(()))
+        .unwrap_or_else(|| panic!("after the scale-down: {}", slices()));
+    wait_negative(dns, "A", &host("kubia-3", "kubia", &ns), "NXDOMAIN");
+    p.kubectl(&["scale", "-n", &ns, "statefulset/kubia", "--replicas=10000"]);
+    wait(SLOW, || (slices() == expect(100)).then_some(()))
+        .unwrap_or_else(|| panic!("after the scale-up: {}", slices().split(' ').count()));
+    wait_negative(dns, "A", &host("kubia-9999", "kubia", &ns), "NOERROR");
 }

@@ -173,27 +173,33 @@ impl Server {
         );
         args.push(state_dir.display().to_string());
         args.extend(opts.args.iter().cloned());
-        Server::launch(&args, &opts.env, state_dir, tmp, opts.wait_ready)
+        Server::launch(BIN, &args, &opts.env, state_dir, tmp, opts.wait_ready)
     }
 
     /// Starts `petdns <args> --log-format json` for any subcommand that logs `"listening"`
     /// (with `dns` and `admin`) or `"controller starting"` (with `admin`; `dns` stays
     /// 0.0.0.0:0), e.g. `serve --kube ...` or `controller ...`. The caller gives every flag.
     pub fn spawn(args: &[&str], wait_ready: bool) -> Server {
+        Server::spawn_with(BIN, args, wait_ready)
+    }
+
+    /// [`Server::spawn`] with another petdns binary (an older build, for comparisons).
+    pub fn spawn_with(bin: &str, args: &[&str], wait_ready: bool) -> Server {
         let tmp = tempfile::tempdir().expect("temp dir");
         let state_dir = tmp.path().join("state");
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        Server::launch(&args, &[], state_dir, Some(tmp), wait_ready)
+        Server::launch(bin, &args, &[], state_dir, Some(tmp), wait_ready)
     }
 
     fn launch(
+        bin: &str,
         args: &[String],
         env: &[(String, String)],
         state_dir: PathBuf,
         tmp: Option<tempfile::TempDir>,
         wait_ready: bool,
     ) -> Server {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin);
         cmd.args(args)
             .args(["--log-format", "json"])
             .env("RUST_LOG", "info")

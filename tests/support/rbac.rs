@@ -40,10 +40,10 @@ pub const NEEDS: &[Need] = &[
     Need {
         role: "ClusterRole/petdns-controller",
         group: "petdns.io",
-        resources: &["peersets"],
+        resources: &["peersets", "peerslices"],
         names: &[],
         verbs: &["get", "list", "watch", "create", "patch", "delete"],
-        call: "controller/run.rs: watcher on PeerSets; api.patch(Patch::Apply) creates or updates; api.delete when the StatefulSet is gone",
+        call: "controller/run.rs: watchers on PeerSets and PeerSlices; api.patch(Patch::Apply) creates or updates; api.delete when the StatefulSet is gone or a slice's block is empty",
     },
     Need {
         role: "ClusterRole/petdns-controller",
@@ -80,10 +80,10 @@ pub const NEEDS: &[Need] = &[
     Need {
         role: "ClusterRole/petdns-dns",
         group: "petdns.io",
-        resources: &["peersets"],
+        resources: &["peersets", "peerslices"],
         names: &[],
         verbs: READ,
-        call: "source/kube.rs: watcher on PeerSets (all or --namespace)",
+        call: "source/kube.rs: watchers on PeerSets and PeerSlices (all or --namespace)",
     },
 ];
 
