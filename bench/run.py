@@ -72,8 +72,11 @@ def stop(server, port):
 
 
 def dnsperf(label, port, qfile, secs, pid, mode="udp", qps=20000, latency=False):
-    env = dict(os.environ, SERVER_PID=str(pid), CLIENT_CPUS="1", QPS_LIMIT=str(qps), MODE=mode,
+    """One dnsperf run at `qps` (None: as fast as the server answers)."""
+    env = dict(os.environ, SERVER_PID=str(pid), CLIENT_CPUS="1", MODE=mode,
                QUIET_WAIT="10", NICE=os.environ.get("NICE", "0"), LATENCY="1" if latency else "0")
+    if qps:
+        env["QPS_LIMIT"] = str(qps)
     out = sh(["bash", os.path.join(HERE, "dnsperf-run.sh"), label, str(port), qfile, str(secs)], env=env)
     line = next(l for l in out.splitlines() if l.startswith("RESULT "))
     kv = dict(p.split("=", 1) for p in line[len("RESULT "):].split() if "=" in p)
@@ -126,6 +129,119 @@ def petdns_memory_and_start(d_small, d_big, identities, reps):
     return res
 
 
+def coredns_costs(a):
+    """petdns and CoreDNS on the same 10,000-pod cluster of a real API server (see
+    tests/kubernetes/costs.rs), and petdns from the same cluster's manifests: CPU per query at
+    --qps and at the highest rate all sustain, p99, RSS at idle and per pod, and the time from a
+    pod's readiness change to the new answer."""
+    large = gen(["--preset", "large"], "large")
+    mix = queries(large, "mix", "podA=60,srv=15,srvplain=5,svcA=10,ptr=5,nx=5")
+    costs = os.path.join(OUT, "costs")
+    os.makedirs(costs, exist_ok=True)
+    for f in ("servers.json", "stop"):
+        if os.path.exists(os.path.join(costs, f)):
+            os.remove(os.path.join(costs, f))
+    log = open(os.path.join(costs, "fixture.log"), "w")
+    env = dict(os.environ, PETDNS_BIN=BIN, PETDNS_COSTS_DIR=costs)
+    fixture = subprocess.Popen(["cargo", "test", "--test", "kubernetes", "--", "--ignored", "--nocapture",
+                                "side_by_side_cluster"], cwd=ROOT, env=env, stdout=log, stderr=log)
+    info_path = os.path.join(costs, "servers.json")
+    print("bringing up the 10,000-pod cluster (bench/out/costs/fixture.log)", file=sys.stderr)
+    while not os.path.exists(info_path):
+        if fixture.poll() is not None:
+            sys.exit(f"the cluster fixture ended ({fixture.returncode}): see {log.name}")
+        time.sleep(5)
+    time.sleep(1)
+    info = json.load(open(info_path))
+    manifests_pid = None
+    try:
+        servers = {"petdns_kube": info["servers"]["petdns_kube"], "coredns": info["servers"]["coredns"]}
+        manifests_pid = start("petdns", 5392, large)
+        servers["petdns_manifests"] = {"port": 5392, "pid": manifests_pid}
+        for s in servers.values():
+            # Pinned as bench/servers.sh pins the others: every thread on CPU 0.
+            subprocess.run(["taskset", "-a", "-p", "-c", "0", str(s["pid"])], capture_output=True)
+        time.sleep(2)
+        rss_idle = {k: rss_kb(v["pid"]) * 1024 for k, v in servers.items()}
+        runs = {}
+        for rep in range(a.reps):
+            for name, s in servers.items():
+                r = dnsperf(f"{name}-{a.qps}-{rep}", s["port"], mix, a.secs, s["pid"], qps=a.qps, latency=True)
+                runs.setdefault("fixed", {}).setdefault(name, []).append(r)
+                print(f"{name:17} {a.qps} qps rep {rep}: {r['us_per_q']:6.2f} us/q  p99 {r['p99_ms']} ms  "
+                      f"{r['codes']}", file=sys.stderr)
+        for name, s in servers.items():
+            r = dnsperf(f"{name}-max", s["port"], mix, a.secs, s["pid"], qps=None)
+            runs.setdefault("max", {}).setdefault(name, []).append(r)
+            print(f"{name:17} saturated: {r['qps']:.0f} qps, {r['us_per_q']:.2f} us/q", file=sys.stderr)
+        common = int(0.9 * min(r[0]["qps"] for r in runs["max"].values()))
+        for rep in range(a.reps):
+            for name, s in servers.items():
+                r = dnsperf(f"{name}-{common}-{rep}", s["port"], mix, a.secs, s["pid"], qps=common)
+                runs.setdefault("common", {}).setdefault(name, []).append(r)
+                print(f"{name:17} {common} qps rep {rep}: {r['us_per_q']:6.2f} us/q", file=sys.stderr)
+    finally:
+        open(os.path.join(costs, "stop"), "w").close()
+        if manifests_pid:
+            stop("petdns", 5392)
+        fixture.wait()
+    med = {t: {s: {k: statistics.median([r[k] for r in rs if r[k] is not None] or [float("nan")])
+                   for k in ("us_per_q", "p99_ms", "qps")} for s, rs in v.items()} for t, v in runs.items()}
+    result = {"runs": runs, "median": med, "qps": a.qps, "common_qps": common, "secs": a.secs,
+              "reps": a.reps, "rss_bytes_idle": rss_idle, "fixture": info}
+    with open(os.path.join(OUT, "coredns-results.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    table = render_coredns(result)
+    print(table)
+    if a.write_docs:
+        doc = os.path.join(ROOT, "docs", "performance.md")
+        text = open(doc).read()
+        start_m, end_m = "<!-- coredns:start -->", "<!-- coredns:end -->"
+        text = text[: text.index(start_m) + len(start_m)] + "\n" + table + "\n" + text[text.index(end_m):]
+        open(doc, "w").write(text)
+
+
+def render_coredns(r):
+    m, fx = r["median"], r["fixture"]
+    pods = fx["pods"]
+    names = [("petdns_kube", "petdns (API server)"), ("petdns_manifests", "petdns (manifests)"),
+             ("coredns", "CoreDNS")]
+    rows = ["| figure | " + " | ".join(n for _, n in names) + " | petdns (API server) / CoreDNS | target |",
+            "|---|---|---|---|---|---|"]
+
+    def row(label, values, unit, target, fmt="{:.2f}"):
+        cells = [(fmt.format(values[k]) + f" {unit}") if values.get(k) is not None else "" for k, _ in names]
+        p, c = values.get("petdns_kube"), values.get("coredns")
+        ratio = f"{p / c:.2f}x" if p is not None and c else ""
+        rows.append(f"| {label} | " + " | ".join(cells) + f" | {ratio} | {target} |")
+
+    row(f"server CPU per query, UDP, mixed, {r['qps']} qps", {k: v["us_per_q"] for k, v in m["fixed"].items()},
+        "us", "<= 0.33x")
+    row(f"server CPU per query, UDP, mixed, {r['common_qps']} qps (90 % of the lowest saturation rate)",
+        {k: v["us_per_q"] for k, v in m["common"].items()}, "us", "<= 0.33x")
+    row("highest rate answered (saturated)", {k: v["qps"] for k, v in m["max"].items()}, "qps", "", "{:,.0f}")
+    row(f"p99 latency, UDP, {r['qps']} qps", {k: v["p99_ms"] for k, v in m["fixed"].items()}, "ms", "")
+    idle = fx["rss_bytes_idle"]
+    empty = fx["rss_bytes_idle_empty_cluster"]
+    row(f"RSS at idle, {pods:,} pods", {"petdns_kube": idle["petdns_kube"] / 1e6, "coredns": idle["coredns"] / 1e6,
+                                         "petdns_manifests": r["rss_bytes_idle"]["petdns_manifests"] / 1e6},
+        "MB", "")
+    row("RSS per pod (over the same server on an empty cluster)",
+        {"petdns_kube": (idle["petdns_kube"] - empty["petdns_kube"]) / pods,
+         "coredns": (idle["coredns"] - empty["coredns"]) / pods}, "B", "<= 0.33x", "{:.0f}")
+    for key, label in (("not_ready_ms", "not Ready"), ("ready_ms", "Ready again")):
+        vals = {}
+        for server in ("petdns_kube", "coredns", "coredns_cache30"):
+            xs = [c[key][server] for c in fx["changes"] if c[key].get(server) is not None]
+            vals[server] = statistics.median(xs) if xs else None
+        cells = {"petdns_kube": vals["petdns_kube"], "coredns": vals["coredns"]}
+        row(f"pod {label} to the new answer (median of {len(fx['changes'])}; CoreDNS with `cache 30`: "
+            f"{vals['coredns_cache30']:.0f} ms)" if vals["coredns_cache30"] is not None else
+            f"pod {label} to the new answer (median of {len(fx['changes'])}; CoreDNS with `cache 30`: never "
+            "within 90 s)", cells, "ms", "<= 1x", "{:.0f}")
+    return "\n".join(rows)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=3)
@@ -137,6 +253,9 @@ def main():
     ap.add_argument("--tests", default="udp,tcp,udp-positive,udp-nxdomain",
                     help="comma-separated subset of udp,tcp,udp-positive,udp-nxdomain to run; "
                          "a partial run prints its rows and writes no docs")
+    ap.add_argument("--coredns", action="store_true",
+                    help="petdns (API server and manifests) against CoreDNS on the same 10,000-pod cluster "
+                         "of a real API server (needs Go for the control plane and CoreDNS)")
     ap.add_argument("--only-memory", action="store_true",
                     help="keep the dnsperf figures of bench/out/results.json, redo memory and start")
     a = ap.parse_args()
@@ -144,6 +263,9 @@ def main():
     if not a.skip_build:
         subprocess.run(["cargo", "build", "--release", "--bin", "petdns"], cwd=ROOT, check=True)
 
+    if a.coredns:
+        coredns_costs(a)
+        return
     if a.only_memory:
         result = json.load(open(os.path.join(OUT, "results.json")))
         small = gen(["--preset", "small"], "small")

@@ -75,6 +75,9 @@ pub const RESOURCES: &[ResourceDef] = &[
     rd("apps", "v1", "statefulsets", "StatefulSet", true, true),
     rd("coordination.k8s.io", "v1", "leases", "Lease", true, false),
     rd("petdns.io", "v1alpha2", "peersets", "PeerSet", true, true),
+    // Served only so that a controller of the v1alpha1 era can be measured against this
+    // server (`watch_traffic_on_the_in_process_api_server`); no conversion between the two.
+    rd("petdns.io", "v1alpha1", "peersets", "PeerSet", true, true),
     rd(
         "petdns.io",
         "v1alpha2",

@@ -1659,3 +1659,156 @@ fn serve_kube_namespace_limits_what_is_served() {
         "an unwatched namespace is not served:\n{other}"
     );
 }
+
+/// Bytes of watch events one watcher receives from the in-process API server, per single-pod
+/// readiness flip, for sets of 3, 100, 1,000 and 10,000 Ready pods (`PETDNS_TRAFFIC_SIZES`),
+/// with the controller of this build or of `PETDNS_BIN` (a v1alpha1 build: the fake serves
+/// both versions). Not in the default run:
+/// `cargo test --test cluster -- --ignored --nocapture watch_traffic`; written to
+/// `bench/out/watch-traffic-inprocess-<version>.json`. tests/kubernetes/traffic.rs measures
+/// the same on the real API server.
+#[test]
+#[ignore = "a measurement: sets of up to 10,000 pods"]
+fn watch_traffic_on_the_in_process_api_server() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let bin = std::env::var("PETDNS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_petdns").into());
+    let crd = std::process::Command::new(&bin)
+        .arg("crd")
+        .output()
+        .expect("petdns crd");
+    let crds: Vec<Value> =
+        serde_saphyr::from_multiple(&String::from_utf8_lossy(&crd.stdout)).expect("CRD YAML");
+    let version = crds[0]["spec"]["versions"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sizes: Vec<i32> = std::env::var("PETDNS_TRAFFIC_SIZES")
+        .unwrap_or_else(|_| "3,100,1000,10000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let address = |o: i32| format!("10.244.{}.{}", o / 256, o % 256);
+
+    /// Counts the payload bytes of a chunked HTTP watch response.
+    fn watch(addr: std::net::SocketAddr, path: &str) -> Arc<std::sync::atomic::AtomicU64> {
+        let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+        write!(
+            conn,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n"
+        )
+        .expect("request");
+        let bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = bytes.clone();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(conn);
+            let mut line = String::new();
+            // Headers.
+            while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            loop {
+                line.clear();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let Ok(n) = usize::from_str_radix(line.trim(), 16) else {
+                    break;
+                };
+                if n == 0 {
+                    break;
+                }
+                let mut chunk = vec![0u8; n + 2];
+                if r.read_exact(&mut chunk).is_err() {
+                    break;
+                }
+                counter.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        });
+        bytes
+    }
+
+    let mut rows = Vec::new();
+    for n in sizes {
+        let c = Cluster::new();
+        c.node("node-a");
+        let _controller = Server::spawn_with(
+            &bin,
+            &[
+                "controller",
+                "--kubeconfig",
+                c.kubeconfig(),
+                "--admin",
+                "127.0.0.1:0",
+                "--lease-namespace",
+                "petdns",
+                "--identity",
+                "measure",
+                "--lease-seconds",
+                "3",
+            ],
+            true,
+        );
+        c.service("web", "web", false, "None");
+        c.statefulset("web", "web", n, 0);
+        for o in 0..n {
+            c.running_pod("web", o, "web", &address(o), true);
+        }
+        let ready = |want: String| {
+            poll(Duration::from_secs(300), || {
+                let ps = c
+                    .api
+                    .get(&format!("petdns.io/{version}"), "PeerSet", NS, "web")?;
+                (ps["status"]["ready"] == want).then_some(())
+            })
+        };
+        if ready(format!("{n}/{n}")).is_none() {
+            rows.push(json!({"replicas": n, "version": version, "served": false}));
+            continue;
+        }
+        let rv = c.api.resource_version();
+        let mut kinds = vec!["peersets"];
+        if version != "v1alpha1" {
+            kinds.push("peerslices");
+        }
+        let counters: Vec<_> = kinds
+            .iter()
+            .map(|k| {
+                watch(
+                    c.api.addr(),
+                    &format!(
+                        "/apis/petdns.io/{version}/namespaces/{NS}/{k}?watch=1&resourceVersion={rv}"
+                    ),
+                )
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(500));
+        let mut per_flip = vec![0u64; kinds.len()];
+        let victim = n / 2;
+        for (flip, want) in [
+            (false, format!("{}/{n}", n - 1)),
+            (true, format!("{n}/{n}")),
+        ] {
+            let before: Vec<u64> = counters.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+            c.pod_status(&format!("web-{victim}"), &address(victim), flip, 0);
+            ready(want).expect("the flip is written");
+            std::thread::sleep(Duration::from_secs(1));
+            for (i, b) in counters.iter().enumerate() {
+                per_flip[i] += (b.load(Ordering::Relaxed) - before[i]) / 2;
+            }
+        }
+        let bytes: serde_json::Map<String, Value> = kinds
+            .iter()
+            .zip(&per_flip)
+            .map(|(k, b)| (k.to_string(), json!(b)))
+            .collect();
+        let row = json!({"replicas": n, "version": version, "served": true,
+                         "readiness_flip_bytes": bytes});
+        eprintln!("{row}");
+        rows.push(row);
+    }
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/out");
+    std::fs::create_dir_all(&out).expect("bench/out");
+    let path = out.join(format!("watch-traffic-inprocess-{version}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(&rows).unwrap()).expect("write");
+    eprintln!("written to {}", path.display());
+}

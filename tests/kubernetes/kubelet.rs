@@ -51,6 +51,8 @@ struct State {
     /// Addresses by pod UID: a pod keeps its address, a new pod gets a new one.
     addresses: HashMap<String, Vec<IpAddr>>,
     next_address: u32,
+    /// Addresses given by the test, by `namespace/pod` (the benchmark's model).
+    assigned: HashMap<String, Vec<IpAddr>>,
     /// Addresses from 10.244.0.0/16, a pod CIDR as clusters have them (for measurements at
     /// thousands of pods), instead of the 254 of 198.51.100.0/24.
     pod_cidr: bool,
@@ -91,6 +93,20 @@ impl Kubelet {
         rt.spawn(renew_leases(client.clone(), state.clone()));
         rt.spawn(run_pods(client.clone(), state.clone()));
         Kubelet { rt, client, state }
+    }
+
+    /// Pods of `namespace` get an IPv6 address besides their IPv4 one.
+    pub fn dual_stack(&self, namespace: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .dual_stack
+            .insert(namespace.to_string());
+    }
+
+    /// Pod `namespace/pod` gets these addresses, whatever else applies.
+    pub fn assign(&self, addresses: HashMap<String, Vec<IpAddr>>) {
+        self.state.lock().unwrap().assigned.extend(addresses);
     }
 
     /// Pods get addresses from 10.244.0.0/16 from now on (see `State::pod_cidr`).
@@ -318,6 +334,9 @@ async fn handle(client: &kube::Client, state: &Arc<Mutex<State>>, pod: Pod) {
     } else {
         let mut s = state.lock().unwrap();
         let dual = s.dual_stack.contains(&ns);
+        if let Some(given) = s.assigned.get(&format!("{ns}/{name}")).cloned() {
+            s.addresses.insert(uid.clone(), given);
+        }
         if !s.addresses.contains_key(&uid) {
             s.next_address += 1;
             let n = s.next_address;

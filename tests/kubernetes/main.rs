@@ -16,6 +16,8 @@ mod rbac;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod coredns;
+mod costs;
 mod kubelet;
 mod petdns;
 mod plane;

@@ -54,21 +54,28 @@ impl Petdns {
     /// Applies deploy/ and starts `petdns controller` twice and `petdns serve --kube` once.
     /// `shared`: the processes are also killed by the shared plane's reaper.
     pub fn install(plane: &ControlPlane, shared: bool) -> Petdns {
-        apply_deploy(plane);
-        let controller_kubeconfig = account_kubeconfig(plane, "petdns-controller");
-        let dns_kubeconfig = account_kubeconfig(plane, "petdns-dns");
-        let controllers = ["controller-a", "controller-b"]
-            .iter()
-            .map(|id| Some(controller(&controller_kubeconfig, id)))
-            .collect::<Vec<_>>();
-        let dns = serve(&dns_kubeconfig);
-        let p = Petdns { controllers, dns };
+        let p = Petdns::install_with(plane, env!("CARGO_BIN_EXE_petdns"), 2);
         if shared {
             for pid in p.pids() {
                 register_pid(&plane.dir, pid);
             }
         }
         p
+    }
+
+    /// [`Petdns::install`] with another petdns binary (a release build, for benchmarks) and
+    /// `replicas` controller replicas.
+    pub fn install_with(plane: &ControlPlane, bin: &str, replicas: usize) -> Petdns {
+        apply_deploy(plane);
+        let controller_kubeconfig = account_kubeconfig(plane, "petdns-controller");
+        let dns_kubeconfig = account_kubeconfig(plane, "petdns-dns");
+        let controllers = ["controller-a", "controller-b"]
+            .iter()
+            .take(replicas)
+            .map(|id| Some(controller(bin, &controller_kubeconfig, id)))
+            .collect::<Vec<_>>();
+        let dns = serve(bin, &dns_kubeconfig);
+        Petdns { controllers, dns }
     }
 
     fn pids(&self) -> Vec<u32> {
@@ -102,8 +109,9 @@ impl Petdns {
 }
 
 /// `petdns controller` as deploy/controller.yaml runs it, with a short Lease.
-pub fn controller(kubeconfig: &std::path::Path, identity: &str) -> Server {
-    Server::spawn(
+pub fn controller(bin: &str, kubeconfig: &std::path::Path, identity: &str) -> Server {
+    Server::spawn_with(
+        bin,
         &[
             "controller",
             "--kubeconfig",
@@ -122,8 +130,9 @@ pub fn controller(kubeconfig: &std::path::Path, identity: &str) -> Server {
 }
 
 /// `petdns serve --kube` as deploy/dns.yaml runs it, on loopback port 0.
-pub fn serve(kubeconfig: &std::path::Path) -> Server {
-    Server::spawn(
+pub fn serve(bin: &str, kubeconfig: &std::path::Path) -> Server {
+    Server::spawn_with(
+        bin,
         &[
             "serve",
             "--kube",

@@ -2,9 +2,10 @@
 //! size brings up a StatefulSet of that many Ready pods):
 //!
 //! ```sh
-//! cargo test --release --test kubernetes -- --ignored --nocapture watch_traffic
+//! cargo test --test kubernetes -- --ignored --nocapture watch_traffic
 //! PETDNS_BIN=/path/to/older/petdns cargo test ...   # the controller of another release
 //! PETDNS_TRAFFIC_SIZES=3,100 cargo test ...          # other set sizes (default 3,100,1000,10000)
+//! PETDNS_TRAFFIC_LABEL=name cargo test ...           # the output file's name (default: the version)
 //! ```
 //!
 //! For each size a plane of its own runs the StatefulSet (Parallel, one claim template, pods on
@@ -191,8 +192,36 @@ fn measure(bin: &str, version: &str, n: u32) -> Value {
     );
     let started = std::time::Instant::now();
     plane.kubectl_stdin(&["apply", "-n", NS, "-f", "-"], &statefulset(n));
-    settle(&plane, n, n);
+    wait(SLOW * 20, || {
+        (field(&plane, NS, "sts/web", "{.status.readyReplicas}") == n.to_string()).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the StatefulSet never had {n} Ready replicas"));
     let came_up = started.elapsed();
+    // The PeerSet catches up; a controller of the v1alpha1 era says `PeerSetTooLarge` instead
+    // when the set is over its size bound, and never writes it.
+    let written = wait(SLOW * 20, || {
+        if field(&plane, NS, "peerset/web", "{.status.ready}") == format!("{n}/{n}") {
+            return Some(true);
+        }
+        let too_large = plane.kubectl_output(&[
+            "get",
+            "events",
+            "-n",
+            NS,
+            "--field-selector",
+            "reason=PeerSetTooLarge",
+            "-o",
+            "name",
+        ]);
+        (!too_large.stdout.is_empty()).then_some(false)
+    })
+    .unwrap_or_else(|| panic!("the PeerSet never caught up with {n} Ready pods"));
+    let caught_up = started.elapsed();
+    if !written {
+        return json!({"replicas": n, "version": version, "served": false,
+                      "came_up_seconds": came_up.as_secs_f64()});
+    }
+    settle(&plane, n, n);
 
     let mut watches = vec![(
         "peersets".to_string(),
@@ -265,7 +294,9 @@ fn measure(bin: &str, version: &str, n: u32) -> Value {
     json!({
         "replicas": n,
         "version": version,
+        "served": true,
         "came_up_seconds": came_up.as_secs_f64(),
+        "peerset_caught_up_seconds": caught_up.as_secs_f64(),
         "readiness_flip_bytes": flip,
         "not_ready_bytes": not_ready,
         "ready_again_bytes": ready_again,
@@ -294,7 +325,197 @@ fn watch_traffic_per_change() {
     }
     let out = repo().join("bench/out");
     std::fs::create_dir_all(&out).expect("bench/out");
-    let path = out.join(format!("watch-traffic-{version}.json"));
+    let label = std::env::var("PETDNS_TRAFFIC_LABEL").unwrap_or_else(|_| version.clone());
+    let path = out.join(format!("watch-traffic-{label}.json"));
     std::fs::write(&path, serde_json::to_string_pretty(&rows).expect("json")).expect("write");
     eprintln!("written to {}", path.display());
+}
+
+/// The `a`-th address of 10.244.0.0/15, a pod CIDR as clusters have them.
+fn pod_address(a: i32) -> String {
+    format!("10.{}.{}.{}", 244 + a / 65_536, (a / 256) % 256, a % 256)
+}
+
+/// Memory of one DNS server replica (`serve --kube`) at 100,000 identities, on the real API
+/// server: PeerSets and PeerSlices as the controller writes them (10 sets of 10,000 Ready
+/// identities, 100 slices each, addresses from 10.244.0.0/15, a node, a revision and a claim
+/// each), created directly so that no pod is needed; RSS one second after ready, minus RSS
+/// serving one set of 30, over 100,000 (the method of docs/performance.md). Not in the
+/// default run: `cargo test --test kubernetes -- --ignored --nocapture
+/// serve_kube_memory`; written to `bench/out/kube-memory.json`.
+#[test]
+#[ignore = "a measurement: 100,000 identities in 1,000 PeerSlices"]
+fn serve_kube_memory_per_identity() {
+    if !crate::plane::available() {
+        return;
+    }
+    let (bin, version) = binary();
+    assert_eq!(version, "v1alpha2", "this measures PeerSlices");
+    let plane = ControlPlane::start(600);
+    let crd = Command::new(&bin).arg("crd").output().expect("petdns crd");
+    plane.kubectl_stdin(&["apply", "-f", "-"], &String::from_utf8_lossy(&crd.stdout));
+    plane.kubectl(&[
+        "wait",
+        "--for",
+        "condition=Established",
+        "--timeout",
+        "60s",
+        "crd",
+        "--all",
+    ]);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let client = plane.client(&rt);
+
+    /// Writes set `set` in `ns` with `n` identities, as the controller would.
+    async fn write_set(client: kube::Client, ns: String, set: String, n: i32, base: i32) {
+        use kube::api::{Api, Patch, PatchParams};
+        use petdns::identity::{
+            Condition, ConditionStatus, Identity, IdentityState, IdentityTable, Ordinals, PeerSet,
+            PeerSlice, PortSpec, SrvPriority,
+        };
+        let identities = (0..n)
+            .map(|o| {
+                let a = base + o;
+                Identity {
+                    ordinal: o,
+                    pod: format!("{set}-{o}"),
+                    hostname: format!("{set}-{o}"),
+                    addresses: vec![pod_address(a).parse().unwrap()],
+                    state: IdentityState::Ready,
+                    published: true,
+                    node: Some(format!("node-{}", a % 50)),
+                    revision: Some(format!("{set}-5d8f7c9b6d")),
+                    claims: vec![format!("data-{set}-{o}")],
+                }
+            })
+            .collect();
+        let table = IdentityTable {
+            namespace: ns.clone(),
+            stateful_set: set.clone(),
+            service: set.clone(),
+            ordinals: Ordinals {
+                start: 0,
+                replicas: n,
+            },
+            pod_management_policy: "Parallel".into(),
+            publish_not_ready_addresses: false,
+            srv_priority: SrvPriority::Uniform,
+            ports: vec![PortSpec {
+                name: Some("web".into()),
+                protocol: "TCP".into(),
+                port: 8080,
+            }],
+            identities,
+            conditions: vec![Condition {
+                type_: "ServiceResolved".into(),
+                status: ConditionStatus::True,
+                reason: "ServiceResolved".into(),
+                message: "ok".into(),
+            }],
+        };
+        let objects = PeerSet::from_table(&table, Some(1), 100);
+        let pp = PatchParams::apply("measure").force();
+        let sets: Api<PeerSet> = Api::namespaced(client.clone(), &ns);
+        let body = json!({"apiVersion": "petdns.io/v1alpha2", "kind": "PeerSet",
+                          "metadata": {"name": set}, "spec": objects.spec});
+        sets.patch(&set, &pp, &Patch::Apply(&body))
+            .await
+            .expect("PeerSet");
+        let body = json!({"apiVersion": "petdns.io/v1alpha2", "kind": "PeerSet",
+                          "status": objects.status});
+        sets.patch_status(&set, &pp, &Patch::Apply(&body))
+            .await
+            .expect("status");
+        let slices: Api<PeerSlice> = Api::namespaced(client, &ns);
+        for (name, spec) in objects.slices {
+            let body = json!({"apiVersion": "petdns.io/v1alpha2", "kind": "PeerSlice",
+                "metadata": {"name": name, "labels": {"petdns.io/peer-set": set}}, "spec": spec});
+            slices
+                .patch(&name, &pp, &Patch::Apply(&body))
+                .await
+                .expect("PeerSlice");
+        }
+    }
+
+    let rss = |pid: u32| -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    let serve = |kubeconfig: &std::path::Path| {
+        Server::spawn_with(
+            &bin,
+            &[
+                "serve",
+                "--kube",
+                "--kubeconfig",
+                kubeconfig.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+            ],
+            true,
+        )
+    };
+    plane.kubectl(&["create", "namespace", "small"]);
+    rt.block_on(write_set(
+        client.clone(),
+        "small".into(),
+        "web".into(),
+        30,
+        0,
+    ));
+    let small = serve(&plane.kubeconfig);
+    std::thread::sleep(Duration::from_secs(1));
+    let small_rss = rss(small.pid());
+    drop(small);
+
+    let started = std::time::Instant::now();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..10 {
+            let ns = format!("big-{i}");
+            plane.kubectl(&["create", "namespace", &ns]);
+            tasks.push(tokio::spawn(write_set(
+                client.clone(),
+                ns,
+                format!("set{i}"),
+                10_000,
+                30 + i * 10_000,
+            )));
+        }
+        for t in tasks {
+            t.await.expect("write");
+        }
+    });
+    let written = started.elapsed();
+    let started = std::time::Instant::now();
+    let big = serve(&plane.kubeconfig);
+    let ready = started.elapsed();
+    let d = big.dig(&["A", "set7-9999.set7.big-7.svc.cluster.local"]);
+    assert_eq!(d.answers("A"), [pod_address(30 + 79_999)], "{d}");
+    std::thread::sleep(Duration::from_secs(1));
+    let big_rss = rss(big.pid());
+    let row = json!({
+        "identities": 100_000,
+        "slices": 1_000,
+        "rss_bytes": big_rss,
+        "rss_bytes_serving_30": small_rss,
+        "bytes_per_identity": (big_rss.saturating_sub(small_rss)) / 100_000,
+        "ready_seconds": ready.as_secs_f64(),
+        "objects_written_seconds": written.as_secs_f64(),
+    });
+    eprintln!("{row}");
+    let out = repo().join("bench/out");
+    std::fs::create_dir_all(&out).expect("bench/out");
+    std::fs::write(
+        out.join("kube-memory.json"),
+        serde_json::to_string_pretty(&row).unwrap(),
+    )
+    .expect("write");
 }
