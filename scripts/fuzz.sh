@@ -9,11 +9,11 @@
 #
 # Targets: fast, peerset, query, manifests (docs/reliability.md, "Fuzzing").
 # The corpus is fuzz/corpus/TARGET, committed: a run starts from it and, unless SECONDS is 0,
-# what the run found is merged back into it with libFuzzer's -merge=1 (an input is kept only
-# if it adds coverage), named seeds and regression-* inputs always kept, so the next run starts
-# where this one ended; commit fuzz/corpus/ afterwards. New inputs collect in
-# fuzz/target/corpus/TARGET during the run (not committed; emptied after a merge). Crashes go
-# to fuzz/artifacts/TARGET/. Exit status 1 when any target crashed.
+# what the run found is merged back into it with libFuzzer's -set_cover_merge=1 (about the
+# fewest inputs that keep the coverage), the named seeds and regression-* inputs always kept,
+# so the next run starts where this one ended; commit fuzz/corpus/ afterwards. New inputs
+# collect in fuzz/target/corpus/TARGET during the run (not committed; emptied after a merge).
+# Crashes go to fuzz/artifacts/TARGET/. Exit status 1 when any target crashed.
 #
 # SANITIZER=none (default) builds without AddressSanitizer: the code the targets reach is
 # #![forbid(unsafe_code)], and the sanitizer slows every execution (docs/reliability.md has
@@ -94,7 +94,7 @@ for target in $targets; do
         named "$corpus" | xargs -r cp -t "$merged"
         echo "== $target: minimising into $corpus" >&2
         cargo +nightly fuzz run "${build[@]}" "$target" "$merged" "$corpus" "$work" -- \
-            -merge=1 -timeout=10 >"fuzz/target/$target.merge.log" 2>&1 || {
+            -set_cover_merge=1 -timeout=10 >"fuzz/target/$target.merge.log" 2>&1 || {
             echo "fuzz.sh: merging $target failed, see fuzz/target/$target.merge.log" >&2
             exit 1
         }
