@@ -103,9 +103,9 @@ for target in $targets; do
         mkdir -p "$work"
     fi
     size=$(find "$corpus" -type f | wc -l)
-    bytes=$(du -sk "$corpus" | cut -f1)
+    bytes=$(du -sb "$corpus" | cut -f1)
     rate=$(( ${executed:-0} / (took > 0 ? took : 1) ))
-    summary+=("$target: ${executed:-?} executions in $took s (${rate}/s), $crashes crashes, corpus $size inputs (${bytes} KiB)")
+    summary+=("$target: ${executed:-?} executions in $took s (${rate}/s), $crashes crashes, corpus $size inputs ($((bytes / 1024)) KiB)")
 done
 
 printf '%s\n' "${summary[@]}"
