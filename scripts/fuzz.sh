@@ -1,18 +1,33 @@
 #!/usr/bin/env bash
-# Runs each cargo-fuzz target for a set time and prints its executions and crashes.
+# Runs each cargo-fuzz target from the committed corpus, minimises what it found back into
+# that corpus, and prints executions, rate, crashes and corpus size per target.
 #
-#   scripts/fuzz.sh [SECONDS]          # default 300 s per target, one target after the other
-#   TARGETS=query scripts/fuzz.sh 60   # only some targets
+#   scripts/fuzz.sh [SECONDS]                 # 300 s per target (default), one after the other
+#   TARGETS="fast peerset" scripts/fuzz.sh 60 # only some targets
+#   RUNS=10000000 TARGETS=fast scripts/fuzz.sh 3600   # stop at 10M executions or 1 h
+#   scripts/fuzz.sh 0                         # smoke: each committed input once, nothing kept
 #
+# Targets: fast, peerset, query, manifests (docs/reliability.md, "Fuzzing").
+# The corpus is fuzz/corpus/TARGET, committed: a run starts from it and, unless SECONDS is 0,
+# what the run found is merged back into it with libFuzzer's -set_cover_merge=1 (about the
+# fewest inputs that keep the coverage), the named seeds and regression-* inputs always kept,
+# so the next run starts where this one ended; commit fuzz/corpus/ afterwards. New inputs
+# collect in fuzz/target/corpus/TARGET during the run (not committed; emptied after a merge).
+# Crashes go to fuzz/artifacts/TARGET/. Exit status 1 when any target crashed.
+#
+# SANITIZER=none (default) builds without AddressSanitizer: the code the targets reach is
+# #![forbid(unsafe_code)], and the sanitizer slows every execution (docs/reliability.md has
+# the rates). SANITIZER=address for the sanitizer, built in fuzz/target-address so that
+# switching rebuilds neither.
 # Needs a nightly toolchain (`rustup toolchain list`); installs cargo-fuzz if it is missing.
-# Seeds are read from fuzz/corpus/TARGET (committed); what libFuzzer discovers goes to
-# fuzz/target/corpus/TARGET (not committed, kept between runs); crashes go to
-# fuzz/artifacts/TARGET/. Exit status 1 when any target crashed.
-# The first build compiles every dependency with the sanitizer: allow about 20 minutes.
+# The first build compiles every dependency with coverage instrumentation: 20 to 30 minutes
+# on 2 shared cores, then about 6 minutes whenever src/ changes.
 set -euo pipefail
 
 seconds=${1:-300}
-targets=${TARGETS:-query manifests}
+targets=${TARGETS:-fast peerset query manifests}
+runs=${RUNS:--1}
+sanitizer=${SANITIZER:-none}
 cd "$(dirname "$0")/.."
 
 if ! rustup toolchain list | grep -q '^nightly'; then
@@ -24,37 +39,73 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
-cargo +nightly fuzz build >&2
+build=(-s "$sanitizer")
+if [ "$sanitizer" != none ]; then
+    build+=(--target-dir "fuzz/target-$sanitizer")
+fi
+started=$SECONDS
+cargo +nightly fuzz build "${build[@]}" >&2
+echo "== built in $((SECONDS - started)) s" >&2
+
+# Named inputs (seeds, regression-*) are kept whatever their coverage; libFuzzer names what it
+# finds by the SHA-1 of its content.
+named() { find "$1" -maxdepth 1 -type f -regextype posix-extended ! -regex '.*/[0-9a-f]{40}'; }
 
 status=0
 summary=()
 for target in $targets; do
+    corpus=fuzz/corpus/$target
     work=fuzz/target/corpus/$target
     artifacts=fuzz/artifacts/$target
     log=fuzz/target/$target.log
-    mkdir -p "$work" "$artifacts"
+    mkdir -p "$corpus" "$work" "$artifacts"
     before=$(find "$artifacts" -type f | sort)
-    echo "== $target: ${seconds} s" >&2
-    # New inputs go to the first corpus directory; the seeds are only read.
     started=$SECONDS
     set +e
-    cargo +nightly fuzz run "$target" "$work" "fuzz/corpus/$target" -- \
-        -max_total_time="$seconds" -timeout=10 -print_final_stats=1 2>&1 | tee "$log" >&2
+    if [ "$seconds" -eq 0 ]; then
+        echo "== $target: the committed corpus once" >&2
+        cargo +nightly fuzz run "${build[@]}" "$target" "$corpus" -- \
+            -runs=0 -timeout=10 -print_final_stats=1 2>&1 | tee "$log" >&2
+    else
+        echo "== $target: ${seconds} s" >&2
+        # New inputs go to the first corpus directory; the committed one is only read here.
+        cargo +nightly fuzz run "${build[@]}" "$target" "$work" "$corpus" -- \
+            -max_total_time="$seconds" -runs="$runs" -timeout=10 -print_final_stats=1 \
+            2>&1 | tee "$log" >&2
+    fi
     rc=${PIPESTATUS[0]}
     set -e
-    runs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | tail -n 1 | grep -o '[0-9]*$' || true)
-    took=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | tail -n 1 | grep -o 'in [0-9]*' | grep -o '[0-9]*' || true)
+    took=$((SECONDS - started))
+    executed=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | tail -n 1 | grep -o '[0-9]*$' || true)
     new=$(comm -13 <(printf '%s\n' "$before") <(find "$artifacts" -type f | sort) | sed '/^$/d')
     crashes=$(printf '%s' "$new" | grep -c . || true)
     if [ "$rc" -ne 0 ] && [ "$crashes" -eq 0 ]; then
         crashes=1 # failed without leaving an artifact (a build or libFuzzer error)
     fi
-    corpus=$(find "$work" -type f | wc -l)
-    summary+=("$target: ${runs:-?} executions in ${took:-$((SECONDS - started))} s, $crashes crashes, corpus $corpus inputs")
     if [ "$crashes" -ne 0 ]; then
         status=1
         printf '%s\n' "$new" | sed '/^$/d; s/^/  new artifact: /' >&2
+    elif [ "$seconds" -ne 0 ]; then
+        # Minimise the committed corpus and the run's finds into a fresh directory that
+        # starts with the named inputs, then make it the committed corpus.
+        merged=fuzz/target/merged/$target
+        rm -rf "$merged"
+        mkdir -p "$merged"
+        named "$corpus" | xargs -r cp -t "$merged"
+        echo "== $target: minimising into $corpus" >&2
+        cargo +nightly fuzz run "${build[@]}" "$target" "$merged" "$corpus" "$work" -- \
+            -set_cover_merge=1 -timeout=10 >"fuzz/target/$target.merge.log" 2>&1 || {
+            echo "fuzz.sh: merging $target failed, see fuzz/target/$target.merge.log" >&2
+            exit 1
+        }
+        rm -rf "$corpus" "$work"
+        mv "$merged" "$corpus"
+        mkdir -p "$work"
     fi
+    size=$(find "$corpus" -type f | wc -l)
+    bytes=$(du -sb "$corpus" | cut -f1)
+    rate=$(( ${executed:-0} / (took > 0 ? took : 1) ))
+    summary+=("$target: ${executed:-?} executions in $took s (${rate}/s), $crashes crashes, corpus $size inputs ($((bytes / 1024)) KiB)")
 done
 
 printf '%s\n' "${summary[@]}"

@@ -15,23 +15,19 @@
 
 #![no_main]
 
-use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddr};
+mod cluster;
+
+use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Message, MessageType};
-use hickory_proto::rr::Name;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
 use libfuzzer_sys::fuzz_target;
 use petdns::admin::Metrics;
-use petdns::identity::{
-    Condition, ConditionStatus, Identity, IdentityState, IdentityTable, Ordinals, PortSpec,
-    SrvPriority,
-};
 use petdns::dns::{Authority, hickory_answer};
-use petdns::index::{self, IndexConfig};
+use petdns::index;
 
 /// One `Authority` as a listener configures it.
 struct Server {
@@ -48,12 +44,6 @@ struct Fixture {
 }
 
 static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
-    let cfg = config();
-    let tables = tables();
-    let namespaces: BTreeSet<String> = ["default", "kube-system", "prod", "staging"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
     let metrics = Metrics::new();
     let authority = |snap, cap| {
         Authority::new(
@@ -64,18 +54,18 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     };
     let servers = vec![
         Server {
-            authority: authority(index::build(&tables, &namespaces, &cfg, 1, 42), 1232),
+            authority: authority(cluster::snapshot(), 1232),
             cap: 1232,
             tcp_too: true,
         },
         Server {
-            authority: authority(index::build(&tables, &namespaces, &cfg, 1, 42), 512),
+            authority: authority(cluster::snapshot(), 512),
             cap: 512,
             tcp_too: false,
         },
         // Before the first load: SERVFAIL in the zones, never NXDOMAIN.
         Server {
-            authority: authority(index::placeholder(&cfg), 1232),
+            authority: authority(index::placeholder(&cluster::config()), 1232),
             cap: 1232,
             tcp_too: false,
         },
@@ -85,195 +75,6 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         .expect("a current-thread runtime");
     Fixture { servers, runtime }
 });
-
-fn config() -> IndexConfig {
-    IndexConfig {
-        zone: Name::from_ascii("cluster.local.").expect("static name"),
-        ttl: 5,
-        negative_ttl: 7,
-        ns_addresses: vec!["192.0.2.53".parse().expect("static address")],
-    }
-}
-
-fn resolved() -> Vec<Condition> {
-    vec![Condition {
-        type_: "ServiceResolved".into(),
-        status: ConditionStatus::True,
-        reason: "ServiceResolved".into(),
-        message: String::new(),
-    }]
-}
-
-fn port(name: Option<&str>, protocol: &str, port: u16) -> PortSpec {
-    PortSpec {
-        name: name.map(Into::into),
-        protocol: protocol.into(),
-        port,
-    }
-}
-
-/// `replicas` identities of `set`; `state(ordinal)` gives each one's state and addresses.
-#[allow(clippy::too_many_arguments)]
-fn table(
-    ns: &str,
-    set: &str,
-    service: &str,
-    replicas: i32,
-    ports: Vec<PortSpec>,
-    srv_priority: SrvPriority,
-    publish_not_ready: bool,
-    claims: &[&str],
-    state: impl Fn(i32) -> (IdentityState, Vec<IpAddr>),
-) -> IdentityTable {
-    IdentityTable {
-        namespace: ns.into(),
-        stateful_set: set.into(),
-        service: service.into(),
-        ordinals: Ordinals { start: 0, replicas },
-        pod_management_policy: "OrderedReady".into(),
-        publish_not_ready_addresses: publish_not_ready,
-        srv_priority,
-        ports,
-        identities: (0..replicas)
-            .map(|o| {
-                let (state, addresses) = state(o);
-                Identity {
-                    ordinal: o,
-                    pod: format!("{set}-{o}"),
-                    hostname: format!("{set}-{o}"),
-                    addresses,
-                    state,
-                    published: state == IdentityState::Ready || publish_not_ready,
-                    node: None,
-                    revision: Some(format!("{set}-6d8f5c")),
-                    claims: claims.iter().map(|c| format!("{c}-{set}-{o}")).collect(),
-                }
-            })
-            .collect(),
-        conditions: resolved(),
-    }
-}
-
-fn ip(text: String) -> IpAddr {
-    text.parse().expect("a fixture address")
-}
-
-/// A small, realistic cluster: the documentation's `web`/`nginx` (dual-stack, one pod not
-/// ready), a 24-pod database whose SRV answers outgrow 512 and 1232 bytes (glue dropped, then
-/// TC), two sets sharing one Service, several ports (named, unnamed, UDP), ordinal SRV
-/// priorities, `publishNotReadyAddresses`, and a set whose Service does not resolve.
-fn tables() -> Vec<IdentityTable> {
-    let mut unresolved = table(
-        "staging",
-        "orphan",
-        "missing",
-        2,
-        vec![port(Some("http"), "TCP", 80)],
-        SrvPriority::Uniform,
-        false,
-        &[],
-        |o| {
-            (
-                IdentityState::Ready,
-                vec![ip(format!("192.0.2.{}", 200 + o))],
-            )
-        },
-    );
-    unresolved.conditions[0].status = ConditionStatus::False;
-    unresolved.conditions[0].reason = "ServiceNotFound".into();
-    vec![
-        table(
-            "default",
-            "web",
-            "nginx",
-            4,
-            vec![port(Some("web"), "TCP", 80)],
-            SrvPriority::Uniform,
-            false,
-            &["www"],
-            |o| {
-                let state = if o == 3 {
-                    IdentityState::NotReady
-                } else {
-                    IdentityState::Ready
-                };
-                (
-                    state,
-                    vec![
-                        ip(format!("192.0.2.{}", 10 + o)),
-                        ip(format!("2001:db8::{}", 10 + o)),
-                    ],
-                )
-            },
-        ),
-        table(
-            "prod",
-            "db",
-            "db",
-            24,
-            vec![
-                port(Some("pg"), "TCP", 5432),
-                port(Some("metrics"), "TCP", 9187),
-                port(None, "TCP", 8008),
-            ],
-            SrvPriority::Ordinal,
-            false,
-            &["data", "wal"],
-            |o| {
-                let state = match o {
-                    20 => IdentityState::Pending,
-                    21 => IdentityState::Terminating,
-                    _ => IdentityState::Ready,
-                };
-                (
-                    state,
-                    vec![
-                        ip(format!("198.51.100.{}", 10 + o)),
-                        ip(format!("2001:db8:1::{:x}", 10 + o)),
-                    ],
-                )
-            },
-        ),
-        table(
-            "prod",
-            "kafka",
-            "brokers",
-            3,
-            vec![
-                port(Some("kafka"), "TCP", 9092),
-                port(Some("dns"), "UDP", 53),
-            ],
-            SrvPriority::Uniform,
-            true,
-            &[],
-            |o| {
-                let state = if o == 2 {
-                    IdentityState::NotReady
-                } else {
-                    IdentityState::Ready
-                };
-                (state, vec![ip(format!("203.0.113.{}", 10 + o))])
-            },
-        ),
-        table(
-            "prod",
-            "kafka-b",
-            "brokers",
-            2,
-            vec![port(Some("kafka"), "TCP", 9092)],
-            SrvPriority::Uniform,
-            true,
-            &[],
-            |o| {
-                (
-                    IdentityState::Ready,
-                    vec![ip(format!("203.0.113.{}", 20 + o))],
-                )
-            },
-        ),
-        unresolved,
-    ]
-}
 
 /// What the listener would send back for `query`: the fast path's bytes when it answers
 /// (`fast`), and the hickory path's (`slow`), each `None` when nothing is sent.

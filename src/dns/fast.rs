@@ -129,10 +129,14 @@ pub fn answer(
     out[2] = 0x84 | (query[2] & 0x01);
     out[3] = (out[3] & 0x0f) | (query[3] & 0x10);
     let opt_len = if q.edns.is_some() { 11 } else { 0 };
-    if out.len() + opt_len > limit {
+    // The hickory path's budget (handler.rs): the records plus one more copy of the name,
+    // which its encoder writes whole where this one points at the question. The same budget
+    // here, so that both paths keep or leave out glue, and truncate, alike.
+    let slack = key.len();
+    if out.len() + opt_len + slack > limit {
         match glue_at {
             // Glue is optional: left out whole, without TC, as the hickory path does.
-            Some(cut) if cut + opt_len <= limit => {
+            Some(cut) if cut + opt_len + slack <= limit => {
                 out.truncate(cut);
                 out[10..12].copy_from_slice(&[0, 0]);
             }
@@ -533,11 +537,9 @@ mod tests {
         }
     }
 
-    /// An SRV answer whose glue does not fit (6 dual-stack targets, 512 bytes without EDNS):
-    /// the fast path leaves the glue out without TC, as the hickory path does; when the
-    /// answer itself does not fit, it leaves the question to the hickory path (TC).
-    #[test]
-    fn glue_that_does_not_fit_is_left_out_on_the_fast_path() {
+    /// `web` with 6 Ready dual-stack pods: an SRV answer of 6 targets and 12 glue records,
+    /// larger than 512 bytes.
+    fn six_dual_stack_targets() -> Authority {
         let mut t = table();
         t.ordinals.replicas = 6;
         t.identities = (0..6)
@@ -560,11 +562,19 @@ mod tests {
             ns_addresses: vec![],
         };
         let ns: BTreeSet<String> = ["default".to_string()].into();
-        let a = Authority::new(
+        Authority::new(
             Arc::new(ArcSwap::from_pointee(index::build(&[t], &ns, &cfg, 1, 42))),
             Metrics::new().dns.clone(),
             1232,
-        );
+        )
+    }
+
+    /// An SRV answer whose glue does not fit (6 dual-stack targets, 512 bytes without EDNS):
+    /// the fast path leaves the glue out without TC, as the hickory path does; when the
+    /// answer itself does not fit, it leaves the question to the hickory path (TC).
+    #[test]
+    fn glue_that_does_not_fit_is_left_out_on_the_fast_path() {
+        let a = six_dual_stack_targets();
         let srv = "_web._tcp.nginx.default.svc.cluster.local.";
         // Without EDNS (512): the 6 answers fit, their glue does not.
         let (fast, slow) = both(&a, &query(srv, RecordType::SRV, None, false, false));
@@ -577,6 +587,43 @@ mod tests {
         let fast = fast.expect("fits whole");
         assert_eq!(fast, slow);
         assert_eq!(fast.additionals.len(), 12);
+    }
+
+    /// Found by `cargo fuzz` (target `query`): near the UDP limit the two paths answered
+    /// differently. The hickory path budgeted answers as if compressed against the question,
+    /// but its encoder writes the first owner name whole (41 more bytes here), so within that
+    /// many bytes of a threshold it sent TC with part of the glue; it allowed that copy only
+    /// for a question with upper case, where the fast path, which measures its own smaller
+    /// encoding, kept the glue or answered what the hickory path truncates. The fuzzer's input,
+    /// `_PG._TcP.Db.PrOd.SvC.cLuStEr.LoCaL.` SRV with a 1,178-byte payload, is in
+    /// fuzz/corpus/query/ as `regression-mixed-case-near-the-size-limit`; here every payload
+    /// from 512 to 800, around this set's glue threshold, in both spellings.
+    #[test]
+    fn regression_answers_near_the_size_limit_differed_between_the_paths() {
+        let a = six_dual_stack_targets();
+        let mut fast_count = 0;
+        for name in [
+            "_web._tcp.nginx.default.svc.cluster.local.",
+            "_WeB._tCp.NGINX.default.svc.cluster.local.",
+        ] {
+            for payload in 512..=800 {
+                let q = query(name, RecordType::SRV, Some(payload), true, false);
+                let (fast, slow) = both(&a, &q);
+                assert!(
+                    !slow.metadata.truncation,
+                    "{name} payload {payload}: TC with {} answers and {} glue",
+                    slow.answers.len(),
+                    slow.additionals.len()
+                );
+                let fast =
+                    fast.unwrap_or_else(|| panic!("{name} payload {payload}: no fast answer"));
+                assert_eq!(fast, slow, "{name} payload {payload}");
+                assert!(fast.additionals.is_empty() || fast.additionals.len() == 12);
+                fast_count += usize::from(!fast.additionals.is_empty());
+            }
+        }
+        // The glue goes in at the same payload in both spellings (as 2 x 82 payloads show).
+        assert_eq!(fast_count, 2 * (800 - 719 + 1), "answers with their glue");
     }
 
     #[test]

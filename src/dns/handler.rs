@@ -270,13 +270,10 @@ fn decide(snapshot: &Snapshot, request: &Request, udp_limit: usize) -> (RecordTy
             // Whole record sets only. Glue is optional data (RFC 2181 section 9): when it does
             // not fit it is left out without TC; when the answer itself does not fit, nothing
             // is sent but TC, and the client asks again over TCP. The sizes were measured with
-            // the lower-case name; a question in other case may compress less well, by at most
-            // one copy of the name.
-            let slack = if has_upper_case(qname) {
-                qname.len() + 1
-            } else {
-                0
-            };
+            // names compressed against the question; hickory's encoder writes the question as
+            // received and points nothing at it, so the first owner name goes out whole: one
+            // more copy of the name, whatever its case (the fast path uses the same budget).
+            let slack = qname.len() + 1;
             let fixed = HEADER_LEN
                 + qname.len()
                 + 1
@@ -303,11 +300,6 @@ fn decide(snapshot: &Snapshot, request: &Request, udp_limit: usize) -> (RecordTy
         }
     };
     (qtype, answer, forwardable)
-}
-
-fn has_upper_case(name: &Name) -> bool {
-    name.iter()
-        .any(|label| label.iter().any(u8::is_ascii_uppercase))
 }
 
 /// The records with their owner set to the question's spelling of the name.

@@ -12,6 +12,8 @@ mod udp;
 mod wire;
 
 pub use udp::{Capture, encode, encode_udp};
+/// The section walker the listeners and the rate limiter use, for the `fast` fuzz target.
+pub use wire::{Layout, layout, truncate_to_slip};
 
 pub use forward::{ForwardError, Forwarded, Forwarder};
 pub use handler::Authority;

@@ -17,6 +17,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::model::{Condition, Identity, IdentityTable, Ordinals, PortSpec, SrvPriority};
+use super::reconcile::MAX_DECLARED;
 
 /// The label every PeerSlice carries: the name of its PeerSet.
 pub const PEER_SET_LABEL: &str = "petdns.io/peer-set";
@@ -220,6 +221,14 @@ impl PeerSet {
         let spec = &self.spec;
         if spec.ordinals.replicas < 0 || spec.ordinals.start < 0 {
             return Err(invalid(format!("negative ordinals {:?}", spec.ordinals)));
+        }
+        // The controller declares at most MAX_DECLARED ordinals; the CRD allows any int32, and
+        // `to_table` makes an identity of every declared ordinal.
+        if spec.ordinals.replicas > MAX_DECLARED {
+            return Err(invalid(format!(
+                "replicas {} is above {MAX_DECLARED}",
+                spec.ordinals.replicas
+            )));
         }
         if !(1..=MAX_SLICE_SIZE).contains(&spec.slice_size) {
             return Err(invalid(format!(
@@ -529,6 +538,26 @@ mod tests {
         assert!(matches!(ps.check(), Err(PeerSetError::Invalid { .. })));
         ps.spec.slice_size = MAX_SLICE_SIZE + 1;
         assert!(matches!(ps.check(), Err(PeerSetError::Invalid { .. })));
+    }
+
+    /// A PeerSet declaring 2^31 - 1 ordinals (the CRD takes any int32; the controller never
+    /// writes more than `MAX_DECLARED`) passed the check, and `to_table` made a `Missing`
+    /// identity of each: the DNS server ran out of memory instead of rejecting the object.
+    /// Found while writing the `peerset` fuzz target, which fails on it (out-of-memory) with
+    /// fuzz/corpus/peerset/regression-huge-replicas.jsonl.
+    #[test]
+    fn regression_huge_replicas_in_a_peerset_exhausted_memory_instead_of_being_rejected() {
+        let objects = PeerSet::from_table(&table_of(3, 0), None, 100);
+        let mut ps = peerset(&objects);
+        ps.spec.ordinals.replicas = i32::MAX;
+        let err = ps.check().unwrap_err();
+        assert!(err.to_string().contains("above 10000"), "{err}");
+        assert_eq!(ps.to_table([]).unwrap_err(), err);
+        ps.spec.ordinals.replicas = MAX_DECLARED + 1;
+        assert!(ps.check().is_err());
+        ps.spec.ordinals.replicas = MAX_DECLARED;
+        let t = ps.to_table([]).unwrap();
+        assert_eq!(t.identities.len(), MAX_DECLARED as usize);
     }
 
     /// A slice at the largest size, with long names and two addresses per identity, is far
