@@ -188,11 +188,14 @@ impl Answer {
     fn show(&self, names: &BTreeMap<String, String>) -> String {
         let mut s = self.rcode.clone();
         if !self.answer.is_empty() {
-            let data: Vec<String> = self
+            // Sorted after the addresses become pod names: sorted by address, the order
+            // would change with the addresses a run hands out.
+            let mut data: Vec<String> = self
                 .answer
                 .iter()
-                .map(|r| r.split_once(' ').map_or("", |x| x.1).to_string())
+                .map(|r| symbolic(r.split_once(' ').map_or("", |x| x.1), names))
                 .collect();
+            data.sort();
             s.push_str(": ");
             s.push_str(&data.join(", "));
         }
