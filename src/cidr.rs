@@ -52,20 +52,43 @@ impl Cidr {
         }
     }
 
-    /// Usable host addresses in ascending order: without the network address, and for IPv4
-    /// prefixes shorter than /31 without the broadcast address.
-    pub fn hosts(&self) -> impl Iterator<Item = IpAddr> + '_ {
+    /// The first and last host offsets: without the network address, and for IPv4 prefixes
+    /// shorter than /31 without the broadcast address.
+    fn host_range(&self) -> (u128, u128) {
         let hb = self.host_bits();
         let size: u128 = if hb >= 128 { u128::MAX } else { 1u128 << hb };
-        let (first, last) = if size <= 2 {
+        if size <= 2 {
             (0, size - 1)
         } else if self.addr.is_ipv4() {
             (1, size - 2)
         } else {
             (1, size - 1)
-        };
+        }
+    }
+
+    /// Usable host addresses in ascending order (see [`Cidr::host`]).
+    pub fn hosts(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        let (first, last) = self.host_range();
         let net = self.network();
         (first..=last).map(move |i| self.ip_of(net + i))
+    }
+
+    /// Which usable host `ip` is (the inverse of [`Cidr::host`]); `None` outside the prefix
+    /// and for its network and broadcast addresses.
+    pub fn host_index(&self, ip: IpAddr) -> Option<u128> {
+        if !self.contains(ip) {
+            return None;
+        }
+        let (first, last) = self.host_range();
+        let offset = Self::as_u128(ip) - self.network();
+        (first..=last).contains(&offset).then(|| offset - first)
+    }
+
+    /// The `i`-th usable host address (from 0), if there are that many.
+    pub fn host(&self, i: u128) -> Option<IpAddr> {
+        let (first, last) = self.host_range();
+        let offset = first.checked_add(i).filter(|o| *o <= last)?;
+        Some(self.ip_of(self.network() + offset))
     }
 }
 
@@ -108,6 +131,14 @@ mod tests {
         assert!(!c.contains("192.0.2.4".parse().unwrap()));
         let v6: Cidr = "2001:db8::/64".parse().unwrap();
         assert_eq!(v6.hosts().next().unwrap().to_string(), "2001:db8::1");
+        assert_eq!(c.host(1).unwrap().to_string(), "192.0.2.2");
+        assert_eq!(c.host(2), None);
+        assert_eq!(c.host_index("192.0.2.2".parse().unwrap()), Some(1));
+        assert_eq!(c.host_index("192.0.2.0".parse().unwrap()), None);
+        assert_eq!(c.host_index("192.0.2.3".parse().unwrap()), None);
+        assert_eq!(c.host_index("192.0.2.4".parse().unwrap()), None);
+        assert_eq!(v6.host_index("2001:db8::11".parse().unwrap()), Some(0x10));
+        assert_eq!(v6.host(0x10).unwrap().to_string(), "2001:db8::11");
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         assert_eq!(
             "10.244.1.7/16".parse::<Cidr>().unwrap().to_string(),

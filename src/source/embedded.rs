@@ -12,7 +12,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, PodCondition, PodIP, PodSpec, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::leases::{LeaseError, LeaseKey, LeaseStore, RetainedSet};
+use super::leases::{LeaseError, LeaseStore, RetainedSet};
 use super::manifests::Objects;
 use crate::identity::{
     IdentityTable, POD_INDEX_LABEL, POD_NAME_LABEL, REVISION_LABEL, SrvPriority,
@@ -91,11 +91,7 @@ fn materialise(
     let mut pods = Vec::with_capacity(replicas as usize);
     for ordinal in start..start.saturating_add(replicas) {
         let pod_name = format!("{name}-{ordinal}");
-        let address = leases.lease(&LeaseKey {
-            namespace: ns.into(),
-            set: name.into(),
-            ordinal,
-        })?;
+        let address = leases.lease(ns, name, ordinal)?;
         let mut labels: BTreeMap<String, String> = template_meta.labels.clone().unwrap_or_default();
         labels.insert(POD_NAME_LABEL.into(), pod_name.clone());
         labels.insert(POD_INDEX_LABEL.into(), ordinal.to_string());

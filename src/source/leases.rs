@@ -73,15 +73,21 @@ struct LeaseFile {
     release_when_deleted: Vec<(String, String)>,
 }
 
-/// In-memory leases, written back when they change.
+/// In-memory leases, written back when they change. Addresses are kept as host indexes in the
+/// CIDR ([`Cidr::host_index`], the first 2^32 hosts: a store leases the lowest free ones), so
+/// a lease is 12 bytes: (ordinal, host) in its set's list sorted by ordinal, and the host in
+/// one sorted list of all, to find free ones. Strings are per namespace and per set.
 pub struct LeaseStore {
     path: Option<PathBuf>,
     cidr: Cidr,
-    leases: BTreeMap<LeaseKey, IpAddr>,
-    used: BTreeSet<IpAddr>,
-    /// Every host address of the CIDR before this index is in use: a new lease searches from
-    /// here, so leasing n addresses in a row costs n steps, not n^2 / 2.
-    free_from: u128,
+    /// Namespace, then set, to its leases sorted by ordinal.
+    sets: BTreeMap<Box<str>, BTreeMap<Box<str>, Vec<(i32, u32)>>>,
+    /// Every leased host, sorted.
+    used: Vec<u32>,
+    count: usize,
+    /// Every host of the CIDR before this index is in use: a new lease searches from here, so
+    /// leasing n addresses in a row costs n steps, not n^2 / 2.
+    free_from: u32,
     release_when_deleted: BTreeSet<(String, String)>,
     dirty: bool,
 }
@@ -113,16 +119,8 @@ impl LeaseStore {
             });
         match parsed {
             Ok(file) => {
-                for rec in file.leases {
-                    if !store.cidr.contains(rec.address) || store.used.contains(&rec.address) {
-                        warn!(namespace = %rec.key.namespace, set = %rec.key.set, ordinal = rec.key.ordinal,
-                              address = %rec.address, cidr = %store.cidr,
-                              "dropping a lease outside the pod CIDR (or duplicated); the identity gets a new address");
-                        store.dirty = true;
-                        continue;
-                    }
-                    store.used.insert(rec.address);
-                    store.leases.insert(rec.key, rec.address);
+                if store.load(file.leases, true) {
+                    store.dirty = true;
                 }
                 store.release_when_deleted = file.release_when_deleted.into_iter().collect();
             }
@@ -136,7 +134,7 @@ impl LeaseStore {
                 store.dirty = true;
             }
         }
-        info!(file = %path.display(), leases = store.leases.len(), "lease file loaded");
+        info!(file = %path.display(), leases = store.count, "lease file loaded");
         Ok(store)
     }
 
@@ -149,11 +147,7 @@ impl LeaseStore {
             return store;
         };
         if let Ok(file) = serde_json::from_str::<LeaseFile>(&text) {
-            for rec in file.leases.into_iter().filter(|r| cidr.contains(r.address)) {
-                if store.used.insert(rec.address) {
-                    store.leases.insert(rec.key, rec.address);
-                }
-            }
+            store.load(file.leases, false);
         }
         store
     }
@@ -163,8 +157,9 @@ impl LeaseStore {
         LeaseStore {
             path: None,
             cidr,
-            leases: BTreeMap::new(),
-            used: BTreeSet::new(),
+            sets: BTreeMap::new(),
+            used: Vec::new(),
+            count: 0,
             free_from: 0,
             release_when_deleted: BTreeSet::new(),
             dirty: false,
@@ -172,36 +167,125 @@ impl LeaseStore {
     }
 
     pub fn len(&self) -> usize {
-        self.leases.len()
+        self.count
     }
 
     pub fn is_empty(&self) -> bool {
-        self.leases.is_empty()
+        self.count == 0
     }
 
-    /// The address of an identity, leasing the lowest free one on first use.
-    pub fn lease(&mut self, key: &LeaseKey) -> Result<IpAddr, LeaseError> {
-        if let Some(ip) = self.leases.get(key) {
-            return Ok(*ip);
-        }
-        // Skipping on the hosts' range is O(1): the addresses before `free_from` are not visited.
-        let mut index = self.free_from;
-        let skip = usize::try_from(self.free_from).unwrap_or(usize::MAX);
-        let found = self.cidr.hosts().skip(skip).find(|ip| {
-            index += 1;
-            !self.used.contains(ip)
+    /// Takes the leases of a file; returns whether any were dropped: outside the CIDR, or an
+    /// address or identity leased twice (the first in the file wins). Sorting, not inserting
+    /// one by one, keeps loading n leases at n log n.
+    fn load(&mut self, records: Vec<LeaseRecord>, log: bool) -> bool {
+        let cidr = self.cidr;
+        let drop = |r: &LeaseRecord| {
+            if log {
+                warn!(namespace = %r.key.namespace, set = %r.key.set, ordinal = r.key.ordinal,
+                      address = %r.address, %cidr,
+                      "dropping a lease outside the pod CIDR (or duplicated); the identity gets a new address");
+            }
+        };
+        let total = records.len();
+        // Each record with its host and its place in the file, so the first of equals wins.
+        let mut records: Vec<(u32, usize, LeaseRecord)> = records
+            .into_iter()
+            .enumerate()
+            .filter_map(|(at, r)| match self.host_of(r.address) {
+                Some(host) => Some((host, at, r)),
+                None => {
+                    drop(&r);
+                    None
+                }
+            })
+            .collect();
+        records.sort_by_key(|(host, at, _)| (*host, *at));
+        records.dedup_by(|(later, _, r), (first, _, _)| {
+            let twice = later == first;
+            if twice {
+                drop(r);
+            }
+            twice
         });
-        let ip =
-            found
-                .inspect(|_| self.free_from = index)
-                .ok_or_else(|| LeaseError::Exhausted {
-                    cidr: self.cidr,
-                    namespace: key.namespace.clone(),
-                    set: key.set.clone(),
-                    ordinal: key.ordinal,
-                })?;
-        self.used.insert(ip);
-        self.leases.insert(key.clone(), ip);
+        records.sort_by(|(_, a_at, a), (_, b_at, b)| a.key.cmp(&b.key).then(a_at.cmp(b_at)));
+        records.dedup_by(|(_, _, later), (_, _, first)| {
+            let twice = later.key == first.key;
+            if twice {
+                drop(later);
+            }
+            twice
+        });
+        for (host, _, r) in &records {
+            self.set_mut(&r.key.namespace, &r.key.set)
+                .push((r.key.ordinal, *host));
+        }
+        self.used = records.iter().map(|(host, _, _)| *host).collect();
+        self.used.sort_unstable();
+        self.count = records.len();
+        self.count != total
+    }
+
+    /// The host index of a leasable address of the CIDR.
+    fn host_of(&self, ip: IpAddr) -> Option<u32> {
+        self.cidr.host_index(ip).and_then(|h| u32::try_from(h).ok())
+    }
+
+    fn address(&self, host: u32) -> IpAddr {
+        self.cidr
+            .host(u128::from(host))
+            .expect("leased hosts are in the CIDR")
+    }
+
+    /// The leases of a set, created empty when it has none.
+    fn set_mut(&mut self, namespace: &str, set: &str) -> &mut Vec<(i32, u32)> {
+        // Looked up before inserting, so a lease allocates no key when its set has one.
+        if !self.sets.contains_key(namespace) {
+            self.sets.insert(namespace.into(), BTreeMap::new());
+        }
+        let sets = self.sets.get_mut(namespace).expect("inserted above");
+        if !sets.contains_key(set) {
+            sets.insert(set.into(), Vec::new());
+        }
+        sets.get_mut(set).expect("inserted above")
+    }
+
+    /// The address of identity `<set>-<ordinal>` in `namespace`, leasing the lowest free one
+    /// on first use.
+    pub fn lease(
+        &mut self,
+        namespace: &str,
+        set: &str,
+        ordinal: i32,
+    ) -> Result<IpAddr, LeaseError> {
+        if let Some(leases) = self.sets.get(namespace).and_then(|s| s.get(set))
+            && let Ok(i) = leases.binary_search_by_key(&ordinal, |(o, _)| *o)
+        {
+            return Ok(self.address(leases[i].1));
+        }
+        let mut host = self.free_from;
+        // `used` is sorted: walk it from the first host at or after the cursor.
+        let mut taken = self.used[self.used.partition_point(|u| *u < host)..].iter();
+        while taken.next() == Some(&host) {
+            host = host.wrapping_add(1);
+        }
+        let exhausted = || LeaseError::Exhausted {
+            cidr: self.cidr,
+            namespace: namespace.into(),
+            set: set.into(),
+            ordinal,
+        };
+        if host == u32::MAX || host < self.free_from {
+            return Err(exhausted());
+        }
+        let ip = self.cidr.host(u128::from(host)).ok_or_else(exhausted)?;
+        self.free_from = host + 1;
+        let leases = self.set_mut(namespace, set);
+        let at = leases.partition_point(|(o, _)| *o < ordinal);
+        leases.insert(at, (ordinal, host));
+        // Leased from a cursor that only moves up, the host usually goes last.
+        let at = self.used.partition_point(|u| *u < host);
+        self.used.insert(at, host);
+        self.count += 1;
         self.dirty = true;
         Ok(ip)
     }
@@ -220,18 +304,40 @@ impl LeaseStore {
                 wanted_release_when_deleted.remove(&key);
             }
         }
-        let before = self.leases.len();
+        let before = self.count;
         let release_when_deleted = &wanted_release_when_deleted;
-        self.leases.retain(
-            |k, _| match present.get(&(k.namespace.as_str(), k.set.as_str())) {
-                Some(s) => !s.delete_when_scaled || s.in_range(k.ordinal),
-                None => !release_when_deleted.contains(&(k.namespace.clone(), k.set.clone())),
-            },
-        );
+        for (ns, sets) in self.sets.iter_mut() {
+            for (name, leases) in sets.iter_mut() {
+                match present.get(&(&**ns, &**name)) {
+                    Some(s) if s.delete_when_scaled => leases.retain(|(o, _)| s.in_range(*o)),
+                    Some(_) => {}
+                    None => {
+                        if release_when_deleted.contains(&(ns.to_string(), name.to_string())) {
+                            leases.clear();
+                        }
+                    }
+                }
+            }
+            sets.retain(|_, leases| !leases.is_empty());
+        }
+        self.sets.retain(|_, sets| !sets.is_empty());
+        self.count = self
+            .sets
+            .values()
+            .flat_map(|s| s.values())
+            .map(Vec::len)
+            .sum();
         wanted_release_when_deleted
             .retain(|(ns, set)| present.contains_key(&(ns.as_str(), set.as_str())));
-        if self.leases.len() != before || wanted_release_when_deleted != self.release_when_deleted {
-            self.used = self.leases.values().copied().collect();
+        if self.count != before || wanted_release_when_deleted != self.release_when_deleted {
+            self.used = self
+                .sets
+                .values()
+                .flat_map(|s| s.values())
+                .flatten()
+                .map(|(_, host)| *host)
+                .collect();
+            self.used.sort_unstable();
             self.free_from = 0;
             self.release_when_deleted = wanted_release_when_deleted;
             self.dirty = true;
@@ -247,14 +353,23 @@ impl LeaseStore {
         if !self.dirty {
             return Ok(());
         }
+        let this = &*self;
         let file = LeaseFile {
             version: FORMAT_VERSION,
-            leases: self
-                .leases
+            leases: this
+                .sets
                 .iter()
-                .map(|(k, a)| LeaseRecord {
-                    key: k.clone(),
-                    address: *a,
+                .flat_map(|(ns, sets)| {
+                    sets.iter().flat_map(move |(set, leases)| {
+                        leases.iter().map(move |(ordinal, host)| LeaseRecord {
+                            key: LeaseKey {
+                                namespace: ns.to_string(),
+                                set: set.to_string(),
+                                ordinal: *ordinal,
+                            },
+                            address: this.address(*host),
+                        })
+                    })
                 })
                 .collect(),
             release_when_deleted: self.release_when_deleted.iter().cloned().collect(),
@@ -308,21 +423,13 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    fn key(set: &str, ordinal: i32) -> LeaseKey {
-        LeaseKey {
-            namespace: "default".into(),
-            set: set.into(),
-            ordinal,
-        }
-    }
-
     #[test]
     fn leases_persist_and_survive_scale_down() {
         let dir = tempfile::tempdir().unwrap();
         let cidr: Cidr = "192.0.2.0/24".parse().unwrap();
         let mut store = LeaseStore::open(dir.path(), cidr).unwrap();
-        let a0 = store.lease(&key("web", 0)).unwrap();
-        let a1 = store.lease(&key("web", 1)).unwrap();
+        let a0 = store.lease("default", "web", 0).unwrap();
+        let a1 = store.lease("default", "web", 1).unwrap();
         assert_eq!(a0.to_string(), "192.0.2.1");
         assert_eq!(a1.to_string(), "192.0.2.2");
         // Scale to 1 under the default Retain policy: web-1 keeps its lease.
@@ -336,9 +443,9 @@ mod tests {
         }]);
         store.flush().unwrap();
         let mut reopened = LeaseStore::open(dir.path(), cidr).unwrap();
-        assert_eq!(reopened.lease(&key("web", 1)).unwrap(), a1);
+        assert_eq!(reopened.lease("default", "web", 1).unwrap(), a1);
         assert_eq!(
-            reopened.lease(&key("web", 2)).unwrap().to_string(),
+            reopened.lease("default", "web", 2).unwrap().to_string(),
             "192.0.2.3"
         );
     }
@@ -347,8 +454,8 @@ mod tests {
     fn when_scaled_delete_releases_the_lease() {
         let cidr: Cidr = "192.0.2.0/24".parse().unwrap();
         let mut store = LeaseStore::in_memory(cidr);
-        store.lease(&key("web", 0)).unwrap();
-        store.lease(&key("web", 1)).unwrap();
+        store.lease("default", "web", 0).unwrap();
+        store.lease("default", "web", 1).unwrap();
         store.retain(&[RetainedSet {
             namespace: "default",
             name: "web",
@@ -367,7 +474,7 @@ mod tests {
         let cidr: Cidr = "192.0.2.0/24".parse().unwrap();
         let mut store = LeaseStore::open(dir.path(), cidr).unwrap();
         assert!(store.is_empty());
-        store.lease(&key("web", 0)).unwrap();
+        store.lease("default", "web", 0).unwrap();
         store.flush().unwrap();
         let names: Vec<String> = fs::read_dir(dir.path())
             .unwrap()
@@ -378,13 +485,53 @@ mod tests {
     }
 
     #[test]
+    fn a_file_with_duplicates_keeps_the_first_of_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = |set: &str, ordinal: i32, address: &str| serde_json::json!({"namespace": "default", "set": set, "ordinal": ordinal, "address": address});
+        let file = serde_json::json!({"version": FORMAT_VERSION, "leases": [
+            rec("web", 1, "192.0.2.9"),
+            rec("web", 0, "192.0.2.5"),
+            rec("db", 0, "192.0.2.5"),   // address taken: dropped
+            rec("web", 1, "192.0.2.7"),  // identity taken: dropped
+            rec("db", 1, "198.51.100.1"), // outside the CIDR: dropped
+            rec("db", 2, "192.0.2.1"),
+        ]});
+        fs::write(dir.path().join(FILE_NAME), file.to_string()).unwrap();
+        let cidr: Cidr = "192.0.2.0/24".parse().unwrap();
+        let mut store = LeaseStore::open(dir.path(), cidr).unwrap();
+        assert_eq!(store.len(), 3);
+        assert_eq!(
+            store.lease("default", "web", 1).unwrap().to_string(),
+            "192.0.2.9"
+        );
+        assert_eq!(
+            store.lease("default", "web", 0).unwrap().to_string(),
+            "192.0.2.5"
+        );
+        assert_eq!(
+            store.lease("default", "db", 2).unwrap().to_string(),
+            "192.0.2.1"
+        );
+        // New leases take the lowest free addresses, around the loaded ones.
+        assert_eq!(
+            store.lease("default", "db", 0).unwrap().to_string(),
+            "192.0.2.2"
+        );
+        assert_eq!(
+            store.lease("default", "db", 1).unwrap().to_string(),
+            "192.0.2.3"
+        );
+        assert!(store.dirty);
+    }
+
+    #[test]
     fn exhausted_cidr_is_an_error() {
         let cidr: Cidr = "192.0.2.0/30".parse().unwrap();
         let mut store = LeaseStore::in_memory(cidr);
-        store.lease(&key("web", 0)).unwrap();
-        store.lease(&key("web", 1)).unwrap();
+        store.lease("default", "web", 0).unwrap();
+        store.lease("default", "web", 1).unwrap();
         assert!(matches!(
-            store.lease(&key("web", 2)),
+            store.lease("default", "web", 2),
             Err(LeaseError::Exhausted { .. })
         ));
     }
