@@ -19,7 +19,7 @@ use super::Publish;
 use super::embedded;
 use super::leases::LeaseStore;
 use super::manifests::{self, ManifestError};
-use crate::identity::{Condition, IdentityTable, SrvPriority};
+use crate::identity::{ConditionStatus, IdentityTable, SrvPriority};
 
 /// Quiet time after the last file event before reloading.
 const DEBOUNCE: Duration = Duration::from_millis(50);
@@ -35,8 +35,9 @@ pub struct ManifestSource<P: Publish> {
     /// A digest of the last tables and namespaces published, to skip publishing the same again
     /// (the tables themselves live once, in the index).
     last: Option<u64>,
-    /// The conditions of each table last published, to log only changes.
-    last_conditions: HashMap<(String, String), Vec<Condition>>,
+    /// The False conditions (type, reason) of each table last published, to log only
+    /// changes; tables with none are not kept (most of them, at a few hundred bytes each).
+    last_conditions: HashMap<(String, String), Vec<(String, String)>>,
     /// The errors of the last rejected load, so one bad save is reported once.
     last_rejected: Option<Vec<ManifestError>>,
 }
@@ -111,11 +112,15 @@ impl<P: Publish> ManifestSource<P> {
         log_condition_changes(&self.last_conditions, &tables);
         self.last_conditions = tables
             .iter()
-            .map(|t| {
-                (
-                    (t.namespace.clone(), t.stateful_set.clone()),
-                    t.conditions.clone(),
-                )
+            .filter_map(|t| {
+                let failed: Vec<(String, String)> = t
+                    .conditions
+                    .iter()
+                    .filter(|c| c.status == ConditionStatus::False)
+                    .map(|c| (c.type_.clone(), c.reason.clone()))
+                    .collect();
+                let key = (t.namespace.clone(), t.stateful_set.clone());
+                (!failed.is_empty()).then_some((key, failed))
             })
             .collect();
         let namespaces = objects.all_namespaces();
@@ -250,19 +255,18 @@ fn watch(paths: &[PathBuf], changed: Arc<Notify>) -> anyhow::Result<RecommendedW
 
 /// One log line per condition that changed since the last accepted load (not one per reload).
 fn log_condition_changes(
-    before: &HashMap<(String, String), Vec<Condition>>,
+    before: &HashMap<(String, String), Vec<(String, String)>>,
     after: &[IdentityTable],
 ) {
     for t in after {
         let old = before.get(&(t.namespace.clone(), t.stateful_set.clone()));
         for c in &t.conditions {
-            let was = old.and_then(|o| o.iter().find(|x| x.type_ == c.type_));
-            if was.is_some_and(|w| w.status == c.status && w.reason == c.reason) {
-                continue;
-            }
-            if c.status == crate::identity::ConditionStatus::False {
-                warn!(namespace = %t.namespace, statefulset = %t.stateful_set, condition = %c.type_, reason = %c.reason, detail = %c.message, "condition changed: some identities get no DNS records");
-            } else if was.is_some() {
+            let failed = old.and_then(|o| o.iter().find(|(type_, _)| *type_ == c.type_));
+            if c.status == ConditionStatus::False {
+                if failed.is_none_or(|(_, reason)| *reason != c.reason) {
+                    warn!(namespace = %t.namespace, statefulset = %t.stateful_set, condition = %c.type_, reason = %c.reason, detail = %c.message, "condition changed: some identities get no DNS records");
+                }
+            } else if failed.is_some() {
                 info!(namespace = %t.namespace, statefulset = %t.stateful_set, condition = %c.type_, reason = %c.reason, "condition changed: resolved");
             }
         }
