@@ -38,8 +38,24 @@ fn disable_transparent_huge_pages() {
 #[cfg(not(target_os = "linux"))]
 fn disable_transparent_huge_pages() {}
 
+/// `mi_option_purge_delay` in mimalloc v2's `mimalloc.h` (the crate exports no constant for
+/// it; Cargo.toml pins the v2 sources).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Pages that fall free go back to the system at once instead of 10 ms later. With the delay,
+/// the pages the parse freed on other threads stayed resident: at 100,000 materialised
+/// identities, RSS 1 s after ready was 35.0 MB on a first start and 73.5 MB on a restart; with
+/// purging at once, 32.4 and 30.0 MB (three starts each, docs/performance.md).
+#[allow(unsafe_code)]
+fn purge_free_pages_at_once() {
+    // SAFETY: mi_option_set writes one integer of mimalloc's option table; any value is valid
+    // for this option and it may be set at any time.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+}
+
 fn main() -> ExitCode {
     disable_transparent_huge_pages();
+    purge_free_pages_at_once();
     petdns::source::set_after_load(release_free_memory);
     let cli = petdns::cli::Cli::parse();
     petdns::telemetry::init(cli.log_format);

@@ -8,10 +8,11 @@ use hickory_proto::rr::rdata::{A, AAAA, NS, SOA, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use tracing::warn;
 
-use super::service::{PtrTarget, ServiceData, SetData, service_key};
+use super::chunks::Chunks;
+use super::service::{Interner, PtrTarget, ServiceData, SetData, service_key, split_key};
 use super::snapshot::{
-    CoreName, FastName, FastZone, NameEntry, Ptrs, RrSet, Snapshot, SnapshotStats, Zone, v4_key,
-    v6_key,
+    CoreName, FastName, FastZone, NameEntry, RrSet, Snapshot, SnapshotStats, Zone, key_hash,
+    v4_key, v6_key,
 };
 use super::wire;
 use crate::identity::{IdentityState, IdentityTable};
@@ -51,14 +52,79 @@ pub fn placeholder(cfg: &IndexConfig) -> Snapshot {
     snap
 }
 
+/// A table by namespace and StatefulSet, as sources name them.
 type TableKey = (String, String);
+
+/// A table inside the index: `<namespace>/<set>` (no Kubernetes name holds a `/`).
+fn table_id(ns: &str, set: &str) -> Arc<str> {
+    Arc::from(format!("{ns}/{set}"))
+}
+
+/// A map kept as one sorted vector: a few bytes per entry over the entries themselves, where a
+/// hash map leaves a third of its slots empty. Fine for the index's bookkeeping, which changes
+/// an entry or two at a time after a load built it whole.
+#[derive(Debug)]
+struct VecMap<K, V>(Vec<(K, V)>);
+
+impl<K, V> Default for VecMap<K, V> {
+    fn default() -> Self {
+        VecMap(Vec::new())
+    }
+}
+
+impl<K: Ord + std::borrow::Borrow<str>, V> VecMap<K, V> {
+    /// From entries in any order; of equal keys the last one is kept.
+    fn from_vec(mut v: Vec<(K, V)>) -> Self {
+        v.reverse();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.dedup_by(|a, b| a.0 == b.0);
+        v.shrink_to_fit();
+        VecMap(v)
+    }
+
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.borrow().cmp(key))
+    }
+
+    fn get(&self, key: &str) -> Option<&V> {
+        self.find(key).ok().map(|i| &self.0[i].1)
+    }
+
+    fn get_key_value(&self, key: &str) -> Option<(&K, &V)> {
+        self.find(key).ok().map(|i| (&self.0[i].0, &self.0[i].1))
+    }
+
+    fn get_mut(&mut self, key: &str) -> Option<&mut V> {
+        self.find(key).ok().map(|i| &mut self.0[i].1)
+    }
+
+    fn insert(&mut self, key: K, value: V) {
+        match self.find(key.borrow()) {
+            Ok(i) => self.0[i].1 = value,
+            Err(i) => self.0.insert(i, (key, value)),
+        }
+    }
+
+    fn remove(&mut self, key: &str) -> Option<V> {
+        self.find(key).ok().map(|i| self.0.remove(i).1)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(K, V)> {
+        self.0.iter()
+    }
+}
 
 /// What the index keeps of one table: where it publishes, its compact data, its counts.
 #[derive(Debug, PartialEq, Eq)]
 struct TableEntry {
-    group: Option<TableKey>,
+    /// The Service it publishes under, by its key `<svc>.<ns>` (shared with its sets' data).
+    group: Option<Arc<str>>,
     set: Option<Arc<SetData>>,
-    states: [usize; IdentityState::ALL.len()],
+    states: [u32; IdentityState::ALL.len()],
 }
 
 /// Keeps the tables and the snapshot's parts between changes, so that a change rebuilds only
@@ -67,19 +133,20 @@ pub struct Indexer {
     cfg: IndexConfig,
     /// Room for the labels of a name below the cluster zone (255 minus the zone's length).
     name_room: usize,
-    /// Per table: what the index keeps of it (not the table itself).
-    tables: HashMap<TableKey, TableEntry>,
-    /// `(namespace, service)` to the sets it governs.
-    groups: HashMap<TableKey, BTreeSet<String>>,
+    /// Per table (by id): what the index keeps of it (not the table itself).
+    tables: VecMap<Arc<str>, TableEntry>,
+    /// A Service (by key) to the tables it governs (by id), in order.
+    groups: VecMap<Arc<str>, Vec<Arc<str>>>,
     namespaces: BTreeSet<String>,
     core: Arc<HashMap<Box<[u8]>, CoreName>>,
     core_counts: (usize, usize),
-    services: imbl::HashMap<Arc<str>, Arc<ServiceData>>,
-    service_namespaces: imbl::HashMap<Arc<str>, u32>,
-    v4: imbl::OrdMap<u32, Ptrs>,
-    v6: imbl::OrdMap<u128, Ptrs>,
+    services: Chunks<u64, Arc<ServiceData>>,
+    service_namespaces: Chunks<u64, (Arc<str>, u32)>,
+    v4: Chunks<u32, PtrTarget>,
+    v6: Chunks<u128, PtrTarget>,
+    interner: Interner,
     service_counts: (usize, usize),
-    states: [usize; IdentityState::ALL.len()],
+    states: [u32; IdentityState::ALL.len()],
 }
 
 impl Indexer {
@@ -88,15 +155,16 @@ impl Indexer {
         let mut indexer = Indexer {
             name_room: 255usize.saturating_sub(zone_len),
             cfg,
-            tables: HashMap::new(),
-            groups: HashMap::new(),
+            tables: VecMap::default(),
+            groups: VecMap::default(),
             namespaces: BTreeSet::new(),
             core: Arc::default(),
             core_counts: (0, 0),
-            services: imbl::HashMap::new(),
-            service_namespaces: imbl::HashMap::new(),
-            v4: imbl::OrdMap::new(),
-            v6: imbl::OrdMap::new(),
+            services: Chunks::default(),
+            service_namespaces: Chunks::default(),
+            v4: Chunks::default(),
+            v6: Chunks::default(),
+            interner: Interner::default(),
             service_counts: (0, 0),
             states: [0; IdentityState::ALL.len()],
         };
@@ -107,22 +175,49 @@ impl Indexer {
     /// All the tables, replacing the previous ones; only the Services whose tables differ
     /// are rebuilt.
     pub fn load(&mut self, tables: Vec<IdentityTable>, namespaces: BTreeSet<String>) {
-        let mut fresh: HashMap<TableKey, IdentityTable> = tables
-            .into_iter()
-            .map(|t| ((t.namespace.clone(), t.stateful_set.clone()), t))
+        // The new bookkeeping is built whole, then compared with the old entry by entry.
+        let fresh: Vec<(Arc<str>, TableEntry)> = tables
+            .iter()
+            .map(|t| (table_id(&t.namespace, &t.stateful_set), self.entry(t)))
             .collect();
-        let gone: Vec<TableKey> = self
-            .tables
-            .keys()
-            .filter(|k| !fresh.contains_key(*k))
-            .cloned()
-            .collect();
+        drop(tables);
+        let fresh = VecMap::from_vec(fresh);
+        let old = std::mem::replace(&mut self.tables, fresh);
         let mut affected = BTreeSet::new();
-        for key in gone {
-            self.change(key, None, &mut affected);
+        for (id, entry) in old.iter() {
+            if self.tables.get(id) != Some(entry)
+                && let Some(g) = &entry.group
+            {
+                affected.insert(g.clone());
+            }
         }
-        for (key, table) in fresh.drain() {
-            self.change(key, Some(table), &mut affected);
+        for (id, entry) in self.tables.iter() {
+            if old.get(id) != Some(entry)
+                && let Some(g) = &entry.group
+            {
+                affected.insert(g.clone());
+            }
+        }
+        drop(old);
+        let mut members: Vec<(Arc<str>, Arc<str>)> = self
+            .tables
+            .iter()
+            .filter_map(|(id, e)| Some((e.group.clone()?, id.clone())))
+            .collect();
+        members.sort();
+        let mut groups: Vec<(Arc<str>, Vec<Arc<str>>)> = Vec::new();
+        for (g, id) in members {
+            match groups.last_mut() {
+                Some((last, ids)) if *last == g => ids.push(id),
+                _ => groups.push((g, vec![id])),
+            }
+        }
+        self.groups = VecMap::from_vec(groups);
+        self.states = [0; IdentityState::ALL.len()];
+        for (_, e) in self.tables.iter() {
+            for (total, n) in self.states.iter_mut().zip(e.states) {
+                *total += n;
+            }
         }
         self.finish(affected, Some(namespaces));
     }
@@ -140,12 +235,12 @@ impl Indexer {
             }
         }
         let mut affected = BTreeSet::new();
-        for key in removed {
-            self.change(key, None, &mut affected);
+        for (ns, set) in removed {
+            self.change(table_id(&ns, &set), None, &mut affected);
         }
         for t in upserts {
-            let key = (t.namespace.clone(), t.stateful_set.clone());
-            self.change(key, Some(t), &mut affected);
+            let id = table_id(&t.namespace, &t.stateful_set);
+            self.change(id, Some(t), &mut affected);
         }
         self.finish(affected, namespaces);
     }
@@ -160,8 +255,7 @@ impl Indexer {
         for z in &apex.fast_zones {
             apexes.push(apex_map.remove(&z.wire).unwrap_or_default());
         }
-        let mut by_state = [0usize; IdentityState::ALL.len()];
-        by_state.copy_from_slice(&self.states);
+        let by_state = self.states;
         // Reverse names (an address shared by two identities is one name with two PTRs).
         let ptr_records = self.v4.len() + self.v6.len();
         Snapshot {
@@ -184,40 +278,60 @@ impl Indexer {
                 identities_by_state: IdentityState::ALL
                     .iter()
                     .zip(by_state)
-                    .map(|(s, n)| (*s, n))
+                    .map(|(s, n)| (*s, n as usize))
                     .collect(),
             },
         }
     }
 
+    /// What the index keeps of a table. Its Service key is shared with the Service's other
+    /// tables when one of them has it already.
+    fn entry(&mut self, t: &IdentityTable) -> TableEntry {
+        let resolved = t.service_resolved() && !t.service.is_empty();
+        let group = resolved.then(|| {
+            let key = service_key(&t.service, &t.namespace);
+            match self.groups.get_key_value(&key) {
+                Some((k, _)) => k.clone(),
+                None => Arc::from(key),
+            }
+        });
+        let set = group
+            .as_ref()
+            .and_then(|g| {
+                SetData::build(
+                    t,
+                    &t.namespace,
+                    &t.service,
+                    g,
+                    self.name_room,
+                    &mut self.interner,
+                )
+            })
+            .map(Arc::new);
+        let mut states = [0; IdentityState::ALL.len()];
+        count_states(t, &mut states);
+        TableEntry { group, set, states }
+    }
+
     fn change(
         &mut self,
-        key: TableKey,
+        id: Arc<str>,
         new: Option<IdentityTable>,
-        affected: &mut BTreeSet<TableKey>,
+        affected: &mut BTreeSet<Arc<str>>,
     ) {
-        let new = new.map(|t| {
-            let group = group_of(&t);
-            let set = group
-                .as_ref()
-                .and_then(|(ns, svc)| SetData::build(&t, ns, svc, self.name_room))
-                .map(Arc::new);
-            let mut states = [0; IdentityState::ALL.len()];
-            count_states(&t, &mut states);
-            TableEntry { group, set, states }
-        });
+        let new = new.map(|t| self.entry(&t));
         // Conditions, node names and the like do not change an answer: nothing to rebuild.
-        if self.tables.get(&key) == new.as_ref() {
+        if self.tables.get(&id) == new.as_ref() {
             return;
         }
-        if let Some(old) = self.tables.remove(&key) {
+        if let Some(old) = self.tables.remove(&id) {
             for (total, n) in self.states.iter_mut().zip(old.states) {
                 *total = total.saturating_sub(n);
             }
             if let Some(g) = old.group {
-                if let Some(sets) = self.groups.get_mut(&g) {
-                    sets.remove(&key.1);
-                    if sets.is_empty() {
+                if let Some(ids) = self.groups.get_mut(&g) {
+                    ids.retain(|i| *i != id);
+                    if ids.is_empty() {
                         self.groups.remove(&g);
                     }
                 }
@@ -229,20 +343,28 @@ impl Indexer {
                 *total += n;
             }
             if let Some(g) = &new.group {
-                self.groups
-                    .entry(g.clone())
-                    .or_default()
-                    .insert(key.1.clone());
+                match self.groups.get_mut(g) {
+                    Some(ids) => {
+                        if let Err(at) = ids.binary_search(&id) {
+                            ids.insert(at, id.clone());
+                        }
+                    }
+                    None => self.groups.insert(g.clone(), vec![id.clone()]),
+                }
                 affected.insert(g.clone());
             }
-            self.tables.insert(key, new);
+            self.tables.insert(id, new);
         }
     }
 
     /// Rebuilds the `affected` Services, and the fixed names if `namespaces` changed.
-    fn finish(&mut self, affected: BTreeSet<TableKey>, namespaces: Option<BTreeSet<String>>) {
-        for g in &affected {
-            self.rebuild_service(g);
+    fn finish(&mut self, affected: BTreeSet<Arc<str>>, namespaces: Option<BTreeSet<String>>) {
+        if self.services.is_empty() && affected.len() > 1 {
+            self.build_all(&affected);
+        } else {
+            for g in &affected {
+                self.rebuild_service(g);
+            }
         }
         if let Some(namespaces) = namespaces
             && namespaces != self.namespaces
@@ -252,52 +374,108 @@ impl Indexer {
         }
     }
 
-    fn rebuild_service(&mut self, (ns, svc): &TableKey) {
-        let key = service_key(svc, ns);
-        if let Some(old) = self.services.remove(key.as_str()) {
-            for ip in old.addresses() {
+    /// The sets of Service `key`, in table order.
+    fn sets_of(&self, key: &str) -> Vec<Arc<SetData>> {
+        self.groups
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.tables.get(id)?.set.clone())
+            .collect()
+    }
+
+    /// The first load: every Service built, then each map sorted once.
+    fn build_all(&mut self, groups: &BTreeSet<Arc<str>>) {
+        let mut services = Vec::new();
+        let mut namespaces: HashMap<Arc<str>, u32> = HashMap::new();
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for g in groups {
+            let sets = self.sets_of(g);
+            if sets.is_empty() {
+                continue;
+            }
+            let (svc, ns) = split_key(g);
+            let Some(data) = ServiceData::build(ns, svc, sets) else {
+                continue;
+            };
+            for (ip, target) in data.ptrs() {
                 match ip {
-                    IpAddr::V4(a) => without(&mut self.v4, v4_key(*a), &key),
-                    IpAddr::V6(a) => without(&mut self.v6, v6_key(*a), &key),
+                    IpAddr::V4(a) => v4.push((v4_key(a), target)),
+                    IpAddr::V6(a) => v6.push((v6_key(a), target)),
                 }
+            }
+            let (names, records) = data.counts();
+            self.service_counts.0 += names;
+            self.service_counts.1 += records;
+            *namespaces.entry(Arc::from(data.namespace())).or_default() += 1;
+            services.push((key_hash(data.key()), Arc::new(data)));
+        }
+        self.services = Chunks::from_vec(services);
+        self.service_namespaces = Chunks::from_vec(
+            namespaces
+                .into_iter()
+                .map(|(ns, n)| (key_hash(&ns), (ns, n)))
+                .collect(),
+        );
+        self.v4 = Chunks::from_vec(v4);
+        self.v6 = Chunks::from_vec(v6);
+    }
+
+    fn rebuild_service(&mut self, key: &Arc<str>) {
+        let (svc, ns) = split_key(key);
+        let hash = key_hash(key);
+        let old = self
+            .services
+            .get_all(&hash)
+            .find(|d| **d.key() == **key)
+            .cloned();
+        if let Some(old) = old {
+            self.services.remove_where(&hash, |d| **d.key() == **key);
+            for (ip, _) in old.ptrs() {
+                match ip {
+                    IpAddr::V4(a) => self.v4.remove_where(&v4_key(a), |t| t.service() == &**key),
+                    IpAddr::V6(a) => self.v6.remove_where(&v6_key(a), |t| t.service() == &**key),
+                };
             }
             let (names, records) = old.counts();
             self.service_counts.0 -= names;
             self.service_counts.1 -= records;
-            let ns_key: &str = old.namespace();
-            let left = self.service_namespaces.get(ns_key).copied().unwrap_or(1) - 1;
-            if left == 0 {
-                self.service_namespaces.remove(ns_key);
-            } else {
-                self.service_namespaces.insert(Arc::from(ns_key), left);
-            }
+            self.count_namespace(old.namespace(), -1);
         }
-        let sets: Vec<Arc<SetData>> = self
-            .groups
-            .get(&(ns.clone(), svc.clone()))
-            .into_iter()
-            .flatten()
-            .filter_map(|set| self.tables.get(&(ns.clone(), set.clone()))?.set.clone())
-            .collect();
+        let sets = self.sets_of(key);
         if sets.is_empty() {
             return;
         }
-        let Some((data, ptrs)) = ServiceData::build(ns, svc, sets) else {
+        let Some(data) = ServiceData::build(ns, svc, sets) else {
             return;
         };
-        for (ip, target) in ptrs {
+        for (ip, target) in data.ptrs() {
             match ip {
-                IpAddr::V4(a) => with(&mut self.v4, v4_key(a), target),
-                IpAddr::V6(a) => with(&mut self.v6, v6_key(a), target),
+                IpAddr::V4(a) => self.v4.insert(v4_key(a), target),
+                IpAddr::V6(a) => self.v6.insert(v6_key(a), target),
             }
         }
         let (names, records) = data.counts();
         self.service_counts.0 += names;
         self.service_counts.1 += records;
-        let ns_key: Arc<str> = Arc::from(data.namespace());
-        let n = self.service_namespaces.get(&*ns_key).copied().unwrap_or(0);
-        self.service_namespaces.insert(ns_key, n + 1);
-        self.services.insert(data.key().clone(), Arc::new(data));
+        self.count_namespace(data.namespace(), 1);
+        self.services.insert(hash, Arc::new(data));
+    }
+
+    /// One more (`delta` 1) or one fewer (-1) Service in namespace `ns`.
+    fn count_namespace(&mut self, ns: &str, delta: i32) {
+        let hash = key_hash(ns);
+        let n = self
+            .service_namespaces
+            .get_all(&hash)
+            .find(|(name, _)| **name == *ns)
+            .map_or(0, |(_, n)| *n);
+        self.service_namespaces
+            .remove_where(&hash, |(name, _)| **name == *ns);
+        let n = n.saturating_add_signed(delta);
+        if n > 0 {
+            self.service_namespaces.insert(hash, (Arc::from(ns), n));
+        }
     }
 
     fn rebuild_core(&mut self) {
@@ -321,34 +499,8 @@ impl Indexer {
     }
 }
 
-fn with<K: Ord + Clone>(map: &mut imbl::OrdMap<K, Ptrs>, key: K, target: PtrTarget) {
-    let next = match map.get(&key) {
-        Some(p) => p.with(target),
-        None => Ptrs::One(target),
-    };
-    map.insert(key, next);
-}
-
-fn without<K: Ord + Clone>(map: &mut imbl::OrdMap<K, Ptrs>, key: K, service: &str) {
-    if let Some(p) = map.get(&key) {
-        match p.without_service(service) {
-            Some(rest) => {
-                map.insert(key, rest);
-            }
-            None => {
-                map.remove(&key);
-            }
-        }
-    }
-}
-
 /// The `(namespace, service)` a table's identities are published under, if any.
-fn group_of(t: &IdentityTable) -> Option<TableKey> {
-    (t.service_resolved() && !t.service.is_empty())
-        .then(|| (t.namespace.clone(), t.service.clone()))
-}
-
-fn count_states(t: &IdentityTable, states: &mut [usize; IdentityState::ALL.len()]) {
+fn count_states(t: &IdentityTable, states: &mut [u32; IdentityState::ALL.len()]) {
     for i in &t.identities {
         if let Some(k) = IdentityState::ALL.iter().position(|s| *s == i.state) {
             states[k] += 1;

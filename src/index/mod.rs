@@ -14,6 +14,7 @@
 //! sets changed, and shares everything else with the previous snapshot (persistent maps).
 
 mod build;
+mod chunks;
 pub mod service;
 pub mod sink;
 mod snapshot;
@@ -21,8 +22,8 @@ pub mod wire;
 
 pub use build::{IndexConfig, Indexer, SCHEMA_VERSION, build, placeholder};
 pub use snapshot::{
-    CLUSTER, CoreName, FastName, FastZone, IN_ADDR, IP6, Lookup, NameEntry, Node, Ptrs, RrSet,
-    Snapshot, SnapshotStats, Zone,
+    CLUSTER, CoreName, FastName, FastZone, IN_ADDR, IP6, Lookup, NameEntry, Node, RrSet, Snapshot,
+    SnapshotStats, Zone,
 };
 
 #[cfg(test)]

@@ -8,8 +8,8 @@
 //! - reverse names parsed as an address, found in an ordered map (ordered, so the parents of
 //!   reverse names are answered as empty non-terminals with one range query).
 //!
-//! The Service and address maps are persistent (`imbl`): an update copies only the path to what
-//! changed, so a new snapshot after one pod's change shares everything else with the old one.
+//! The Service and address maps are [`Chunks`]: an update copies only the chunks it touches,
+//! so a new snapshot after one pod's change shares everything else with the old one.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -18,6 +18,7 @@ use std::sync::Arc;
 use hickory_proto::rr::{LowerName, Name, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
+use super::chunks::Chunks;
 use super::service::{PtrTarget, ServiceData, Sink, Sub};
 use crate::identity::IdentityState;
 
@@ -138,55 +139,14 @@ pub struct SnapshotStats {
     pub identities_by_state: Vec<(IdentityState, usize)>,
 }
 
-/// The identities answering one reverse name (usually one).
-#[derive(Clone, Debug)]
-pub enum Ptrs {
-    One(PtrTarget),
-    Many(Arc<[PtrTarget]>),
-}
-
-impl Ptrs {
-    pub fn targets(&self) -> &[PtrTarget] {
-        match self {
-            Ptrs::One(t) => std::slice::from_ref(t),
-            Ptrs::Many(ts) => ts,
-        }
-    }
-
-    pub fn with(&self, t: PtrTarget) -> Ptrs {
-        let mut all = self.targets().to_vec();
-        if !all.contains(&t) {
-            all.push(t);
-        }
-        Ptrs::from_vec(all).unwrap_or(Ptrs::One(self.targets()[0].clone()))
-    }
-
-    /// Without the targets of `service`; `None` when nothing is left.
-    pub fn without_service(&self, service: &str) -> Option<Ptrs> {
-        let kept: Vec<PtrTarget> = self
-            .targets()
-            .iter()
-            .filter(|t| &*t.service != service)
-            .cloned()
-            .collect();
-        Ptrs::from_vec(kept)
-    }
-
-    fn from_vec(mut v: Vec<PtrTarget>) -> Option<Ptrs> {
-        match v.len() {
-            0 => None,
-            1 => v.pop().map(Ptrs::One),
-            _ => Some(Ptrs::Many(v.into())),
-        }
-    }
-}
-
 /// What a name is, once found.
 #[derive(Clone, Copy, Debug)]
 pub enum Node<'s> {
     Core(&'s CoreName),
     Service(&'s ServiceData, Sub<'s>),
-    Ptr(&'s Ptrs),
+    /// A reverse name: the targets of its address in one of the reverse maps.
+    Ptr4(&'s Chunks<u32, PtrTarget>, u32),
+    Ptr6(&'s Chunks<u128, PtrTarget>, u128),
     /// An empty non-terminal (a namespace with Services, a reverse name's parent).
     Empty,
 }
@@ -197,12 +157,14 @@ impl Node<'_> {
     pub fn answer(&self, qtype: RecordType, sink: &mut impl Sink) -> usize {
         match self {
             Node::Service(data, sub) => data.answer(*sub, qtype, sink),
-            Node::Ptr(ptrs) if qtype == RecordType::PTR => {
-                for t in ptrs.targets() {
-                    sink.answer(super::service::Data::Ptr(t.host()));
-                }
-                ptrs.targets().len()
-            }
+            Node::Ptr4(map, key) if qtype == RecordType::PTR => map.get_all(key).fold(0, |n, t| {
+                sink.answer(super::service::Data::Ptr(t.host()));
+                n + 1
+            }),
+            Node::Ptr6(map, key) if qtype == RecordType::PTR => map.get_all(key).fold(0, |n, t| {
+                sink.answer(super::service::Data::Ptr(t.host()));
+                n + 1
+            }),
             _ => 0,
         }
     }
@@ -236,12 +198,13 @@ pub struct Snapshot {
     pub apexes: Vec<CoreName>,
     /// The other fixed names by lower-case wire format, shared between snapshots.
     pub core: Arc<HashMap<Box<[u8]>, CoreName>>,
-    /// Governing Services by `<svc>.<ns>`.
-    pub services: imbl::HashMap<Arc<str>, Arc<ServiceData>>,
-    /// Namespaces that hold Services, with how many.
-    pub service_namespaces: imbl::HashMap<Arc<str>, u32>,
-    pub v4: imbl::OrdMap<u32, Ptrs>,
-    pub v6: imbl::OrdMap<u128, Ptrs>,
+    /// Governing Services by the hash of `<svc>.<ns>` ([`key_hash`]).
+    pub services: Chunks<u64, Arc<ServiceData>>,
+    /// Namespaces that hold Services, with how many, by the hash of the namespace.
+    pub service_namespaces: Chunks<u64, (Arc<str>, u32)>,
+    /// Published addresses to their identities.
+    pub v4: Chunks<u32, PtrTarget>,
+    pub v6: Chunks<u128, PtrTarget>,
     /// TTL of computed records.
     pub ttl: u32,
     pub stats: SnapshotStats,
@@ -291,7 +254,8 @@ impl Snapshot {
         if n == 2 {
             return self
                 .service_namespaces
-                .contains_key(ns)
+                .get_all(&key_hash(ns))
+                .any(|(name, _)| **name == *ns)
                 .then_some(Node::Empty);
         }
         let svc = std::str::from_utf8(rel[n - 3]).ok()?;
@@ -308,7 +272,10 @@ impl Snapshot {
         buf[svc.len()] = b'.';
         buf[svc.len() + 1..len].copy_from_slice(ns.as_bytes());
         let key = std::str::from_utf8(&buf[..len]).ok()?;
-        let data = self.services.get(key)?;
+        let data = self
+            .services
+            .get_all(&key_hash(key))
+            .find(|d| **d.key() == *key)?;
         let sub = data.find(&rel[..n - 3])?;
         Some(Node::Service(data, sub))
     }
@@ -322,12 +289,12 @@ impl Snapshot {
             prefix = (prefix << 8) | u32::from(decimal_octet(label)?);
         }
         if rel.len() == 4 {
-            return self.v4.get(&prefix).map(Node::Ptr);
+            return self.v4.get(&prefix).map(|_| Node::Ptr4(&self.v4, prefix));
         }
         let free = 8 * (4 - rel.len() as u32);
         let lo = prefix << free;
         let hi = lo | ((1u32 << free) - 1);
-        self.v4.range(lo..=hi).next().map(|_| Node::Empty)
+        self.v4.first_in(&lo, &hi).map(|_| Node::Empty)
     }
 
     fn resolve_v6(&self, rel: &[&[u8]]) -> Option<Node<'_>> {
@@ -341,12 +308,12 @@ impl Snapshot {
             prefix = (prefix << 4) | u128::from(nibble);
         }
         if rel.len() == 32 {
-            return self.v6.get(&prefix).map(Node::Ptr);
+            return self.v6.get(&prefix).map(|_| Node::Ptr6(&self.v6, prefix));
         }
         let free = 4 * (32 - rel.len() as u32);
         let lo = prefix << free;
         let hi = lo | ((1u128 << free) - 1);
-        self.v6.range(lo..=hi).next().map(|_| Node::Empty)
+        self.v6.first_in(&lo, &hi).map(|_| Node::Empty)
     }
 
     /// The reference path's lookup: records as hickory records.
@@ -408,22 +375,23 @@ impl Snapshot {
                 .and_then(|n| n.append_domain(&cluster))
                 .expect("index names are valid")
         };
-        for ns in self.service_namespaces.keys() {
+        for (_, (ns, _)) in self.service_namespaces.iter() {
             names.insert(LowerName::new(&under(&format!("{ns}.svc."))));
         }
-        for (key, data) in &self.services {
+        for (_, data) in self.services.iter() {
+            let key = data.key();
             for rel in data.relative_names() {
                 names.insert(LowerName::new(&under(&format!("{rel}{key}.svc."))));
             }
         }
         let reverse = self
             .v4
-            .keys()
-            .map(|k| Name::from(std::net::IpAddr::V4(Ipv4Addr::from(*k))))
+            .iter()
+            .map(|(k, _)| Name::from(std::net::IpAddr::V4(Ipv4Addr::from(*k))))
             .chain(
                 self.v6
-                    .keys()
-                    .map(|k| Name::from(std::net::IpAddr::V6(Ipv6Addr::from(*k)))),
+                    .iter()
+                    .map(|(k, _)| Name::from(std::net::IpAddr::V6(Ipv6Addr::from(*k)))),
             );
         for mut name in reverse {
             while name.num_labels() > 2 {
@@ -453,4 +421,12 @@ pub fn v4_key(a: Ipv4Addr) -> u32 {
 
 pub fn v6_key(a: Ipv6Addr) -> u128 {
     u128::from(a)
+}
+
+/// The hash the Service and namespace maps are keyed by: FNV-1a, 64 bits. The keys are names
+/// from the cluster's objects; a collision only makes one lookup compare two names.
+pub fn key_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
