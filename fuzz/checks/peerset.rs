@@ -16,13 +16,10 @@
 //! seeds (`python3 fuzz/peerset_seeds.py`) are the objects the controller writes for the sets
 //! of `cluster.rs` and a few more, with the metadata the API server adds.
 
-#![no_main]
-
-mod cluster;
+use crate::cluster;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use libfuzzer_sys::fuzz_target;
 use petdns::identity::{
     Identity, IdentityState, IdentityTable, PeerSet, PeerSlice, block_of, parse_slice_name,
 };
@@ -121,7 +118,9 @@ fn check_table(set: &PeerSet, accepted: &BTreeMap<String, &[Identity]>, table: &
     assert_eq!(Some(&table.namespace), set.metadata.namespace.as_ref());
 }
 
-fuzz_target!(|data: &[u8]| {
+/// One input, as the fuzz target and the replay in `tests/fuzz_corpus.rs` give it; panics on
+/// a broken invariant.
+pub fn run(data: &[u8]) {
     let mut lines = data.split(|b| *b == b'\n');
     let Some(Ok(set)) = lines.next().map(serde_json::from_slice::<PeerSet>) else {
         return;
@@ -173,4 +172,4 @@ fuzz_target!(|data: &[u8]| {
     let namespaces: BTreeSet<String> = [table.namespace.clone()].into();
     let snap = index::build(&[table], &namespaces, &cluster::config(), 1, 1);
     std::hint::black_box(snap);
-});
+}
