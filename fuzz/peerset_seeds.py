@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Writes the peerset seed corpus (fuzz/corpus/peerset/): PeerSets and PeerSlices as the API
 server returns them to `petdns serve --kube`, one JSON Lines file per case (the PeerSet first,
-then its slices; see fuzz_targets/peerset.rs).
+then its slices; see fuzz/checks/peerset.rs).
 
 The objects are those `petdns controller` writes (PeerSet::from_table in
 src/identity/peerset.rs: block k holds the ordinals [start + k*S, start + (k+1)*S), a slice is
 named <set>.<k>, or <set>.n<-k> below start, `ready` is published/identities), with the
 metadata the API server adds (uid, resourceVersion, generation, creationTimestamp, labels,
-owner reference). The sets are those of the DNS targets' cluster (fuzz_targets/cluster.rs),
+owner reference). The sets are those of the DNS targets' cluster (fuzz/checks/cluster.rs),
 plus cases the server must handle: slices of 10 from a raised start, a condemned pod in a
 negative block, a declared ordinal whose slice has not arrived, a PeerSet not reconciled yet,
 and slices it must reject.

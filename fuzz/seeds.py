@@ -5,7 +5,7 @@ A tiny UDP listener on 127.0.0.1 records every datagram it receives, byte for by
 answers each with the query echoed back as a REFUSED response so the client returns at
 once. Each command below is run against it and its datagram written to
 fuzz/corpus/query/<tool>-<label>. Names are those of the fuzz target's snapshot
-(fuzz_targets/cluster.rs), so seeds reach real records and the fast path.
+(fuzz/checks/cluster.rs), so seeds reach real records and the fast path.
 
     python3 fuzz/seeds.py        # needs dig (bind9-dnsutils) and kdig (knot-dnsutils)
 

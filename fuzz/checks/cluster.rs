@@ -1,6 +1,7 @@
 //! The cluster the DNS targets (`query`, `fast`) answer for, and the `peerset` target's seed
 //! tables: a small, realistic snapshot written out here so that a corpus file means the same
-//! thing on every run. Included by each target as `mod cluster;`.
+//! thing on every run. Declared at the crate root (`mod cluster`) by each fuzz target and by
+//! `tests/fuzz_corpus.rs`; the checks use it as `crate::cluster`.
 
 #![allow(dead_code, reason = "each target uses a part of it")]
 
