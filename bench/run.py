@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""petdns against Knot DNS on the same synthetic cluster, same machine, same run.
+"""petdns against Knot DNS and the kernel's floor on the same synthetic cluster, same machine,
+same run.
 
     python3 bench/run.py                      # the whole table (about 10 minutes)
     python3 bench/run.py --reps 1 --secs 5    # a quicker look
@@ -7,7 +8,11 @@
 Each server is pinned to CPU 0 and dnsperf to CPU 1; the load is a fixed offered rate, so
 server CPU per answered query (from /proc) compares the servers' cost and not dnsperf's limits.
 Figures are medians over --reps runs; the table reports petdns/Knot ratios, since this shared
-2-core machine is too noisy for absolute times. Results go to bench/out/results.json, the table
+2-core machine is too noisy for absolute times. The floor is bench/floor/echo.c: a server that
+does no DNS at all, only flips QR and sends each query back (UDP: one recvfrom and one sendto
+per query; TCP: kept-open connections, one epoll thread), so nothing that answers from user
+space costs less per query on this kernel; petdns/floor is the second ratio, at each offered
+load of --rates for UDP and at --qps for TCP. Results go to bench/out/results.json, the table
 to stdout and, with --write-docs, into docs/performance.md and docs/performance.png.
 
 Needs: dnsperf, knot (knotd), dig, GNU time, python3; bench/setup.sh installs them.
@@ -28,6 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 OUT = os.path.join(HERE, "out")
 BIN = os.path.join(ROOT, "target", "release", "petdns")
+ALL_TESTS = ("udp", "tcp", "udp-positive", "udp-nxdomain", "load")
 
 
 def sh(cmd, **kw):
@@ -71,6 +77,23 @@ def stop(server, port):
     subprocess.run(["bash", os.path.join(HERE, "servers.sh"), "stop", kind, str(port)], capture_output=True)
 
 
+def start_floor(port, pad=0):
+    """The echo floor on UDP and TCP `port`, pinned to CPU 0 as servers.sh pins the others:
+    {"udp": process, "tcp": process}; with `pad`, each UDP reply is `pad` bytes longer than its
+    query."""
+    exe = os.path.join(OUT, "echo")
+    src = os.path.join(HERE, "floor", "echo.c")
+    if not os.path.exists(exe) or os.path.getmtime(exe) < os.path.getmtime(src):
+        sh(["cc", "-O2", "-Wall", "-o", exe, src])
+    procs = {mode: subprocess.Popen(["taskset", "-c", "0", exe, str(port), *args])
+             for mode, args in (("udp", ["1", str(pad)]), ("tcp", ["3"]))}
+    time.sleep(0.3)
+    for mode, p in procs.items():
+        if p.poll() is not None:
+            sys.exit(f"the {mode} echo floor did not start on port {port} ({p.returncode})")
+    return procs
+
+
 def dnsperf(label, port, qfile, secs, pid, mode="udp", qps=20000, latency=False):
     """One dnsperf run at `qps` (None: as fast as the server answers)."""
     env = dict(os.environ, SERVER_PID=str(pid), CLIENT_CPUS="1", MODE=mode,
@@ -81,9 +104,13 @@ def dnsperf(label, port, qfile, secs, pid, mode="udp", qps=20000, latency=False)
     line = next(l for l in out.splitlines() if l.startswith("RESULT "))
     kv = dict(p.split("=", 1) for p in line[len("RESULT "):].split() if "=" in p)
     codes = next((l for l in out.splitlines() if l.startswith("codes:")), "")
+    raw = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), "dnsbench", "runs", f"{label}.txt")).read()
+    sizes = re.search(r"Average packet size:\s+request (\d+), response (\d+)", raw)
     return {"us_per_q": float(kv["server_us_per_q"]), "qps": float(kv["qps"]),
             "p99_ms": None if kv["p99_ms"] == "NA" else float(kv["p99_ms"]),
-            "lost": kv["lost"], "foreign_cpu": kv["foreign_cpu%"], "codes": codes}
+            "lost": kv["lost"], "foreign_cpu": kv["foreign_cpu%"], "codes": codes,
+            "request_bytes": int(sizes.group(1)) if sizes else None,
+            "response_bytes": int(sizes.group(2)) if sizes else None}
 
 
 def rss_kb(pid):
@@ -91,17 +118,36 @@ def rss_kb(pid):
         return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
 
 
+def materialised(d):
+    """`d`/materialised.yaml: `d`/cluster.yaml without its Pods, so petdns makes each identity
+    itself and leases its address (`--pod-cidr`), as in embedded mode without a cluster."""
+    path = os.path.join(d, "materialised.yaml")
+    src = os.path.join(d, "cluster.yaml")
+    if not os.path.exists(path) or os.path.getmtime(path) < os.path.getmtime(src):
+        docs = open(src).read().split("\n---\n")
+        keep = [doc for doc in docs if '"kind":"Pod"' not in doc.replace(" ", "")]
+        open(path, "w").write("\n---\n".join(keep))
+    return path
+
+
 def petdns_memory_and_start(d_small, d_big, identities, reps):
-    """RSS of petdns on the big cluster minus on a tiny one, per identity; cold start to ready.
+    """RSS per identity of petdns on the big cluster minus on a tiny one, one second after
+    ready, with the Pods given (observed) and without (materialised: leased addresses); start
+    to ready for each, and restart to ready of the materialised one with its leases on disk.
     Medians of `reps` starts of each; every start's figures are kept under "runs"."""
     res = {}
-    for name, d in (("small", d_small), ("big", d_big)):
+    cases = (("small", os.path.join(d_small, "cluster.yaml"), "small", True),
+             ("big", os.path.join(d_big, "cluster.yaml"), "big", True),
+             ("materialised", materialised(d_big), "materialised", True),
+             ("restart", materialised(d_big), "materialised", False))
+    for name, manifest, state_name, fresh in cases:
         runs = []
         for _ in range(reps):
-            state = os.path.join(OUT, f"state-{name}")
-            shutil.rmtree(state, ignore_errors=True)
+            state = os.path.join(OUT, f"state-{state_name}")
+            if fresh:
+                shutil.rmtree(state, ignore_errors=True)
             t0 = time.monotonic()
-            p = subprocess.Popen([BIN, "serve", "--manifests", os.path.join(d, "cluster.yaml"), "--listen",
+            p = subprocess.Popen([BIN, "serve", "--manifests", manifest, "--pod-cidr", "10.0.0.0/8", "--listen",
                                   "127.0.0.1:0", "--admin", "127.0.0.1:0", "--state-dir", state, "--log-format", "json"],
                                  stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
             admin = None
@@ -115,7 +161,7 @@ def petdns_memory_and_start(d_small, d_big, identities, reps):
                     if urllib.request.urlopen(f"http://{admin}/readyz", timeout=1).status == 200:
                         break
                 except Exception:
-                    time.sleep(0.01)
+                    time.sleep(0.005)
             ready = time.monotonic() - t0
             time.sleep(1)
             runs.append({"rss_kb": rss_kb(p.pid), "ready_s": ready})
@@ -125,7 +171,9 @@ def petdns_memory_and_start(d_small, d_big, identities, reps):
         res[name]["runs"] = runs
         print(f"petdns {name}: ready " + ", ".join(f"{r['ready_s']:.2f} s" for r in runs) +
               "; RSS 1 s later " + ", ".join(f"{r['rss_kb'] / 1024:.1f} MB" for r in runs), file=sys.stderr)
-    res["bytes_per_identity"] = (res["big"]["rss_kb"] - res["small"]["rss_kb"]) * 1024 / identities
+    for name, key in (("big", "bytes_per_identity"), ("materialised", "bytes_per_identity_materialised"),
+                      ("restart", "bytes_per_identity_restart")):
+        res[key] = (res[name]["rss_kb"] - res["small"]["rss_kb"]) * 1024 / identities
     return res
 
 
@@ -250,12 +298,18 @@ def main():
     ap.add_argument("--skip-build", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--write-docs", action="store_true")
-    ap.add_argument("--tests", default="udp,tcp,udp-positive,udp-nxdomain",
-                    help="comma-separated subset of udp,tcp,udp-positive,udp-nxdomain to run; "
-                         "a partial run prints its rows and writes no docs")
+    ap.add_argument("--tests", default=",".join(ALL_TESTS),
+                    help=f"comma-separated subset of {','.join(ALL_TESTS)} to run (load: UDP at each "
+                         "rate of --rates); a partial run prints its rows and writes no docs")
+    ap.add_argument("--rates", default="20000,50000,100000,150000,250000",
+                    help="offered loads (qps) of the UDP sweep against the floor")
+    ap.add_argument("--servers", default="floor,knot,petdns,floor-sized",
+                    help="which of floor,knot,petdns,floor-sized to run (floor-sized needs petdns)")
     ap.add_argument("--coredns", action="store_true",
                     help="petdns (API server and manifests) against CoreDNS on the same 10,000-pod cluster "
                          "of a real API server (needs Go for the control plane and CoreDNS)")
+    ap.add_argument("--render-only", action="store_true",
+                    help="render bench/out/results.json again (with --write-docs: into the docs)")
     ap.add_argument("--only-memory", action="store_true",
                     help="keep the dnsperf figures of bench/out/results.json, redo memory and start")
     a = ap.parse_args()
@@ -265,6 +319,13 @@ def main():
 
     if a.coredns:
         coredns_costs(a)
+        return
+    if a.render_only:
+        result = json.load(open(os.path.join(OUT, "results.json")))
+        table = render(result)
+        print(table)
+        if a.write_docs:
+            write_docs(result, table)
         return
     if a.only_memory:
         result = json.load(open(os.path.join(OUT, "results.json")))
@@ -281,28 +342,59 @@ def main():
     mix = queries(large, "mix", "podA=60,srv=15,srvplain=5,svcA=10,ptr=5,nx=5")
     pos = queries(large, "podA", "podA=100")
     nx = queries(large, "nx", "nx=100")
+    rates = [int(x) for x in a.rates.split(",")]
+    tests = a.tests.split(",")
     runs = {}
     for rep in range(a.reps):
-        for server, port in (("knot", 5391), ("petdns", 5392)):
-            pid = start(server, port, large)
+        # "floor-sized": the echo with replies as large as petdns's answers on average (the
+        # kernel's cost of a send grows with its bytes), measured in this rep's petdns runs.
+        for server, port in (("floor", 5393), ("knot", 5391), ("petdns", 5392), ("floor-sized", 5394)):
+            if server not in a.servers.split(","):
+                continue
+            if server == "floor-sized":
+                sized = [r for t, v in runs.items() if t == "udp" or t.startswith("udp@") for r in v.get("petdns", [])[-1:]
+                         if r.get("response_bytes")]
+                pad = round(statistics.mean(r["response_bytes"] - r["request_bytes"] for r in sized)) if sized else 0
+                if not pad:
+                    continue
+                floor = start_floor(port, pad)
+            else:
+                floor = start_floor(port) if server == "floor" else None
+            pid = None if floor else start(server, port, large)
             try:
-                for test, kw in (("udp", dict(qfile=mix, latency=True)), ("tcp", dict(qfile=mix, mode="tcp")),
-                                 ("udp-positive", dict(qfile=pos)), ("udp-nxdomain", dict(qfile=nx))):
-                    if test not in a.tests.split(","):
+                todo = [("udp", dict(qfile=mix, latency=True)), ("tcp", dict(qfile=mix, mode="tcp")),
+                        ("udp-positive", dict(qfile=pos)), ("udp-nxdomain", dict(qfile=nx))]
+                if "load" in tests:
+                    todo += [(f"udp@{q}", dict(qfile=mix, qps=q)) for q in rates]
+                for test, kw in todo:
+                    if test.split("@")[0] not in tests and not (test.startswith("udp@") and "load" in tests):
                         continue
-                    r = dnsperf(f"{server}-{test}-{rep}", port, kw.pop("qfile"), a.secs, pid, qps=a.qps, **kw)
+                    if floor and test in ("udp-positive", "udp-nxdomain"):
+                        continue  # the echo does the same for every question
+                    if server == "floor-sized" and test == "tcp":
+                        continue
+                    kw.setdefault("qps", a.qps)
+                    server_pid = floor[kw.get("mode", "udp")].pid if floor else pid
+                    r = dnsperf(f"{server}-{test}-{rep}", port, kw.pop("qfile"), a.secs, server_pid, **kw)
                     runs.setdefault(test, {}).setdefault(server, []).append(r)
                     print(f"{server:7} {test:13} rep {rep}: {r['us_per_q']:6.2f} us/q  qps {r['qps']:.0f}  "
                           f"p99 {r['p99_ms']} ms  {r['codes']}", file=sys.stderr)
             finally:
-                stop(server, port)
+                if floor:
+                    for p in floor.values():
+                        p.kill()
+                        p.wait()
+                else:
+                    stop(server, port)
     med = {t: {s: {k: statistics.median([r[k] for r in rs if r[k] is not None] or [float('nan')])
-                   for k in ("us_per_q", "p99_ms")} for s, rs in v.items()} for t, v in runs.items()}
-    result = {"runs": runs, "median": med, "qps": a.qps, "secs": a.secs, "reps": a.reps}
-    if set(a.tests.split(",")) != {"udp", "tcp", "udp-positive", "udp-nxdomain"}:
+                   for k in ("us_per_q", "p99_ms", "qps")} for s, rs in v.items()} for t, v in runs.items()}
+    result = {"runs": runs, "median": med, "qps": a.qps, "rates": rates, "secs": a.secs, "reps": a.reps}
+    if set(tests) != set(ALL_TESTS) or set(a.servers.split(",")) != {"floor", "knot", "petdns", "floor-sized"}:
         for test, v in med.items():
-            p, k = v["petdns"]["us_per_q"], v["knot"]["us_per_q"]
-            print(f"{test}: petdns {p:.2f} us/q, Knot {k:.2f} us/q, ratio {p / k:.2f}x")
+            print(f"{test}: " + ", ".join(f"{s} {x['us_per_q']:.2f} us/q" for s, x in v.items()) +
+                  "".join(f", petdns/{s} {v['petdns']['us_per_q'] / v[s]['us_per_q']:.2f}x"
+                          for s in v if s != "petdns" and "petdns" in v))
+        json.dump(result, open(os.path.join(OUT, "results-partial.json"), "w"), indent=1)
         return
     if not a.skip_memory:
         small = gen(["--preset", "small"], "small")
@@ -323,15 +415,45 @@ def render(r):
     def row(name, test, key, unit, target):
         p, k = m[test]["petdns"][key], m[test]["knot"][key]
         rows.append(f"| {name} | {p:.2f} {unit} | {k:.2f} {unit} | {p / k:.2f}x | {target} |")
-    row(f"server CPU per query, UDP, mixed, {r['qps']} qps", "udp", "us_per_q", "us", "<= 0.7x")
-    row(f"server CPU per query, TCP (persistent), mixed, {r['qps']} qps", "tcp", "us_per_q", "us", "<= 0.7x")
+    row(f"server CPU per query, UDP, mixed, {r['qps']} qps", "udp", "us_per_q", "us", "<= 1.15x the floor, below")
+    row(f"server CPU per query, TCP (persistent), mixed, {r['qps']} qps", "tcp", "us_per_q", "us",
+        "<= 1.3x the floor, below")
     row(f"p99 latency, UDP, {r['qps']} qps", "udp", "p99_ms", "ms", "<= 1x")
     row("server CPU per query, positive pod A only", "udp-positive", "us_per_q", "us", "")
     row("server CPU per query, NXDOMAIN only", "udp-nxdomain", "us_per_q", "us", "same as positive")
     if "memory" in r:
         mem = r["memory"]
-        rows.append(f"| resident memory per identity at 100,000 (RSS delta over 30) | {mem['bytes_per_identity']:.0f} B | | | <= 200 B |")
-        rows.append(f"| cold start to ready, 100,000 identities from manifests | {mem['big']['ready_s']:.2f} s | | | < 1 s |")
+        rows.append(f"| resident memory per identity at 100,000, Pods given (RSS delta over 30) | {mem['bytes_per_identity']:.0f} B | | | <= 200 B |")
+        rows.append(f"| cold start to ready, 100,000 identities, Pods given | {mem['big']['ready_s']:.2f} s | | | < 1 s |")
+        if "materialised" in mem:
+            rows.append(f"| resident memory per identity at 100,000, materialised (first start; restart) | "
+                        f"{mem['bytes_per_identity_materialised']:.0f} B; {mem['bytes_per_identity_restart']:.0f} B | | | <= 200 B |")
+            rows.append(f"| first start to ready, 100,000 materialised identities (leasing and writing addresses) | "
+                        f"{mem['materialised']['ready_s']:.2f} s | | | <= 1 s |")
+            rows.append(f"| restart to ready, 100,000 materialised identities (leases on disk) | "
+                        f"{mem['restart']['ready_s']:.2f} s | | | <= 0.5 s |")
+    if "rates" in r:
+        sized = any("floor-sized" in m[f"udp@{q}"] for q in r["rates"])
+        rows += ["", "Against the floor (bench/floor/echo.c: the kernel's cost of receiving a query and sending "
+                 "it back, no DNS at all), mixed questions:", "",
+                 "| offered load | floor | " + ("floor, answer-sized replies | " if sized else "") +
+                 "petdns | Knot DNS | petdns answered | petdns/floor | " +
+                 ("petdns/answer-sized floor | " if sized else "") + "petdns/Knot | target |",
+                 "|---|---|---|---|---|---|---|---|" + ("---|---|" if sized else "")]
+        targets = {20000: "<= 1.15x floor", 250000: "<= 1.2x floor, <= 0.7x Knot"}
+
+        def floor_row(label, test, target):
+            f, p, k = (m[test][s] for s in ("floor", "petdns", "knot"))
+            z = m[test].get("floor-sized")
+            zs = f"{z['us_per_q']:.2f} us" if z else ""
+            zr = f"{p['us_per_q'] / z['us_per_q']:.2f}x" if z else ""
+            rows.append(f"| {label} | {f['us_per_q']:.2f} us | " + (f"{zs} | " if sized else "") +
+                        f"{p['us_per_q']:.2f} us | {k['us_per_q']:.2f} us | "
+                        f"{p['qps']:,.0f} qps | {p['us_per_q'] / f['us_per_q']:.2f}x | " + (f"{zr} | " if sized else "") +
+                        f"{p['us_per_q'] / k['us_per_q']:.2f}x | {target} |")
+        for q in r["rates"]:
+            floor_row(f"UDP, {q:,} qps", f"udp@{q}", targets.get(q, ""))
+        floor_row(f"TCP (kept open), {r['qps']:,} qps", "tcp", "<= 1.3x floor")
     return "\n".join(rows)
 
 
@@ -349,7 +471,15 @@ def write_docs(r, table):
         print("matplotlib is not installed (pip install matplotlib): chart not drawn", file=sys.stderr)
         return
     m = r["median"]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    for s, style in (("floor", "k--"), ("floor-sized", "k:"), ("petdns", "C0o-"), ("knot", "C1s-")):
+        if any(s not in m[f"udp@{q}"] for q in r["rates"]):
+            continue
+        axes[2].plot(r["rates"], [m[f"udp@{q}"][s]["us_per_q"] for q in r["rates"]], style, label=s)
+    axes[2].set_xlabel("offered load, qps (UDP, mixed)")
+    axes[2].set_ylabel("server CPU us per query")
+    axes[2].set_ylim(bottom=0)
+    axes[2].legend()
     tests = ["udp", "tcp", "udp-positive", "udp-nxdomain"]
     for i, s in enumerate(("petdns", "knot")):
         axes[0].bar([x + i * 0.4 for x in range(len(tests))], [m[t][s]["us_per_q"] for t in tests], 0.4, label=s)
