@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 
 use super::Publish;
 use super::manifests::BUILTIN_NAMESPACES;
+use super::slim::{self, Interner, SlimIdentity};
 use crate::admin::KubeMetrics;
 use crate::identity::{
     Identity, IdentityTable, PeerSet, PeerSetError, PeerSetSpec, PeerSlice, check_block,
@@ -37,6 +38,8 @@ pub struct PeerSetSource<P: Publish> {
     namespaces: Vec<String>,
     publish: P,
     metrics: Arc<KubeMetrics>,
+    /// What the kept identities share (nodes, revisions, claim templates).
+    interner: Interner,
 }
 
 /// One set as received: its PeerSet (the last good one) and its slices.
@@ -49,8 +52,21 @@ struct SetEntry {
 enum SliceEntry {
     /// Arrived before its PeerSet: checked when the PeerSet comes.
     Pending(Box<PeerSlice>),
-    /// The identities of the last good version of the slice.
-    Good(Vec<Identity>),
+    /// The identities of the last good version of the slice, compact; `set` is the base of
+    /// their derived names (the PeerSet's StatefulSet when they were checked).
+    Good {
+        set: Arc<str>,
+        ids: Box<[SlimIdentity]>,
+    },
+}
+
+impl SliceEntry {
+    fn good(set: &str, ids: &[Identity], interner: &mut Interner) -> SliceEntry {
+        SliceEntry::Good {
+            set: Arc::from(set),
+            ids: slim::compact(set, ids, interner),
+        }
+    }
 }
 
 /// What a slice's identities were checked against: when it changes, they are checked again.
@@ -111,6 +127,7 @@ impl<P: Publish> PeerSetSource<P> {
             namespaces,
             publish,
             metrics,
+            interner: Interner::default(),
         }
     }
 
@@ -231,6 +248,8 @@ impl<P: Publish> PeerSetSource<P> {
                 );
                 self.publish.loaded(tables, namespaces);
                 published_once = true;
+                // The lists and the tables built from them are garbage now.
+                super::watch::after_load();
             }
         }
     }
@@ -238,11 +257,15 @@ impl<P: Publish> PeerSetSource<P> {
     /// The table a set serves: `None` while it has no good PeerSet.
     fn table(&self, entry: &SetEntry) -> Option<IdentityTable> {
         let ps = entry.peerset.as_ref()?;
-        let slices = entry.slices.values().filter_map(|s| match s {
-            SliceEntry::Good(ids) => Some(ids.as_slice()),
-            SliceEntry::Pending(_) => None,
-        });
-        ps.to_table(slices).ok()
+        let slices: Vec<Vec<Identity>> = entry
+            .slices
+            .values()
+            .filter_map(|s| match s {
+                SliceEntry::Good { set, ids } => Some(slim::expand(set, ids)),
+                SliceEntry::Pending(_) => None,
+            })
+            .collect();
+        ps.to_table(slices.iter().map(Vec::as_slice)).ok()
     }
 
     /// Applies one watch item, marking the sets it changed (`relisted` when a relist did).
@@ -357,19 +380,28 @@ impl<P: Publish> PeerSetSource<P> {
         for (name, slice) in slices {
             let checked = match slice {
                 SliceEntry::Pending(s) => match s.identities(&ps.spec) {
-                    Ok(ids) => Some(ids.to_vec()),
+                    Ok(ids) => Some(SliceEntry::good(
+                        &ps.spec.stateful_set,
+                        ids,
+                        &mut self.interner,
+                    )),
                     Err(e) => {
                         self.rejected_slice(&key.0, &name, &e);
                         None
                     }
                 },
                 // Checked against the set's previous layout: kept if it still fits.
-                SliceEntry::Good(ids) => parse_slice_name(&name)
-                    .filter(|(_, block)| check_block(&name, *block, &ids, &ps.spec).is_ok())
-                    .map(|_| ids),
+                SliceEntry::Good { set, ids } => {
+                    let expanded = slim::expand(&set, &ids);
+                    parse_slice_name(&name)
+                        .filter(|(_, block)| {
+                            check_block(&name, *block, &expanded, &ps.spec).is_ok()
+                        })
+                        .map(|_| SliceEntry::Good { set, ids })
+                }
             };
-            if let Some(ids) = checked {
-                entry.slices.insert(name, SliceEntry::Good(ids));
+            if let Some(slice) = checked {
+                entry.slices.insert(name, slice);
             }
         }
         entry.peerset = Some(ps);
@@ -394,10 +426,13 @@ impl<P: Publish> PeerSetSource<P> {
         };
         match s.identities(&ps.spec) {
             Ok(ids) => {
-                if matches!(entry.slices.get(&name), Some(SliceEntry::Good(old)) if old == ids) {
+                if let Some(SliceEntry::Good { set, ids: old }) = entry.slices.get(&name)
+                    && slim::expand(set, old) == ids
+                {
                     return None;
                 }
-                entry.slices.insert(name, SliceEntry::Good(ids.to_vec()));
+                let slice = SliceEntry::good(&ps.spec.stateful_set, ids, &mut self.interner);
+                entry.slices.insert(name, slice);
                 Some(key)
             }
             Err(e) => {

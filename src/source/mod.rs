@@ -9,6 +9,7 @@ pub mod embedded;
 pub mod kube;
 pub mod leases;
 pub mod manifests;
+mod slim;
 mod watch;
 
 pub use watch::{ManifestSource, set_after_load};

@@ -46,9 +46,17 @@ pub struct ManifestSource<P: Publish> {
 /// owns the allocator (`main.rs` hands the allocator's free pages back to the system here).
 static AFTER_LOAD: OnceLock<fn()> = OnceLock::new();
 
-/// Sets the hook run after each manifest reload; only the first call counts.
+/// Sets the hook run after each manifest reload and each full publish of the PeerSet
+/// source; only the first call counts.
 pub fn set_after_load(hook: fn()) {
     let _ = AFTER_LOAD.set(hook);
+}
+
+/// Runs the hook of [`set_after_load`], if one is set.
+pub(super) fn after_load() {
+    if let Some(hook) = AFTER_LOAD.get() {
+        hook();
+    }
 }
 
 impl<P: Publish> ManifestSource<P> {
@@ -164,9 +172,7 @@ impl<P: Publish> ManifestSource<P> {
                     .name("manifest-load".into())
                     .spawn_scoped(scope, || {
                         let ok = self.reload();
-                        if let Some(hook) = AFTER_LOAD.get() {
-                            hook();
-                        }
+                        after_load();
                         ok
                     })
                     .map(|t| t.join().unwrap_or(false))
