@@ -352,8 +352,19 @@ impl<P: Publish> PeerSetSource<P> {
         }
     }
 
-    fn apply_peerset(&mut self, sets: &mut BTreeMap<Key, SetEntry>, ps: PeerSet) -> Option<Key> {
+    fn apply_peerset(
+        &mut self,
+        sets: &mut BTreeMap<Key, SetEntry>,
+        mut ps: PeerSet,
+    ) -> Option<Key> {
         let key = key_of(&ps)?;
+        // Kept until the next version: only name, namespace, spec and status are read. The
+        // managed fields of the controller's two appliers are the largest part of the rest.
+        let meta = &mut ps.metadata;
+        meta.managed_fields = None;
+        meta.annotations = None;
+        meta.labels = None;
+        meta.owner_references = None;
         match ps.check() {
             Ok(()) => {}
             // Not reconciled yet: nothing to serve, nothing wrong.
