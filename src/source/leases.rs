@@ -73,6 +73,9 @@ struct LeaseFile {
     release_when_deleted: Vec<(String, String)>,
 }
 
+/// A set's leases, (ordinal, host index), sorted by ordinal.
+type SetLeases = Vec<(i32, u32)>;
+
 /// In-memory leases, written back when they change. Addresses are kept as host indexes in the
 /// CIDR ([`Cidr::host_index`], the first 2^32 hosts: a store leases the lowest free ones), so
 /// a lease is 12 bytes: (ordinal, host) in its set's list sorted by ordinal, and the host in
@@ -81,7 +84,7 @@ pub struct LeaseStore {
     path: Option<PathBuf>,
     cidr: Cidr,
     /// Namespace, then set, to its leases sorted by ordinal.
-    sets: BTreeMap<Box<str>, BTreeMap<Box<str>, Vec<(i32, u32)>>>,
+    sets: BTreeMap<Box<str>, BTreeMap<Box<str>, SetLeases>>,
     /// Every leased host, sorted.
     used: Vec<u32>,
     count: usize,
@@ -237,7 +240,7 @@ impl LeaseStore {
     }
 
     /// The leases of a set, created empty when it has none.
-    fn set_mut(&mut self, namespace: &str, set: &str) -> &mut Vec<(i32, u32)> {
+    fn set_mut(&mut self, namespace: &str, set: &str) -> &mut SetLeases {
         // Looked up before inserting, so a lease allocates no key when its set has one.
         if !self.sets.contains_key(namespace) {
             self.sets.insert(namespace.into(), BTreeMap::new());

@@ -227,7 +227,7 @@ mod tests {
         let ids: Vec<Identity> = (0..100).map(identity).collect();
         let mut interner = Interner::default();
         let slim = compact("web", &ids, &mut interner);
-        assert!(matches!(slim[0].names, None));
+        assert!(slim[0].names.is_none());
         let (Claims::Derived(a), Claims::Derived(b)) = (&slim[0].claims, &slim[99].claims) else {
             panic!("claims named as the controller names them are derived");
         };
