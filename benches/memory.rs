@@ -7,19 +7,18 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeSet;
 use std::fmt::Write;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use hickory_proto::rr::Name;
 use petdns::cidr::Cidr;
-use petdns::identity::{
-    Condition, ConditionStatus, Identity, IdentityState, IdentityTable, Ordinals, PortSpec,
-    SrvPriority,
-};
+use petdns::identity::{IdentityTable, SrvPriority};
 use petdns::index::{IndexConfig, Indexer, Snapshot};
 use petdns::source::leases::{LeaseError, LeaseStore};
 use petdns::source::{ManifestSource, Publish};
+
+mod common;
+use common::{Shape, tables};
 
 /// The system allocator, counting the bytes live.
 struct Counting;
@@ -49,61 +48,6 @@ static GLOBAL: Counting = Counting;
 
 fn live() -> isize {
     LIVE.load(Ordering::Relaxed)
-}
-
-/// `sets` StatefulSets of `pods` Ready identities, 10 per namespace, as the benchmark's cluster
-/// (`bench/gen_zone.py`): a revision and a claim each; dual-stack when `v6`.
-fn tables(sets: usize, pods: i32, v6: bool) -> Vec<IdentityTable> {
-    (0..sets)
-        .map(|s| {
-            let set = format!("svc-{}", s % 10);
-            IdentityTable {
-                namespace: format!("ns-{}", s / 10),
-                stateful_set: set.clone(),
-                service: set.clone(),
-                ordinals: Ordinals {
-                    start: 0,
-                    replicas: pods,
-                },
-                pod_management_policy: "OrderedReady".into(),
-                publish_not_ready_addresses: false,
-                srv_priority: SrvPriority::Uniform,
-                ports: vec![PortSpec {
-                    name: Some("http".into()),
-                    protocol: "TCP".into(),
-                    port: 80,
-                }],
-                identities: (0..pods)
-                    .map(|o| {
-                        let i = s as u32 * pods as u32 + o as u32;
-                        let mut addresses = vec![IpAddr::V4(Ipv4Addr::from(0x0af4_0000 + i))];
-                        if v6 {
-                            addresses.push(IpAddr::V6(Ipv6Addr::from(
-                                0xfd00_0010_0244_0000_0000_0000_0000_0000u128 + u128::from(i),
-                            )));
-                        }
-                        Identity {
-                            ordinal: o,
-                            pod: format!("{set}-{o}"),
-                            hostname: format!("{set}-{o}"),
-                            addresses,
-                            state: IdentityState::Ready,
-                            published: true,
-                            node: Some(format!("node-{}", i % 100)),
-                            revision: Some(format!("{set}-5d8f7c9b6d")),
-                            claims: vec![format!("data-{set}-{o}")],
-                        }
-                    })
-                    .collect(),
-                conditions: vec![Condition {
-                    type_: "ServiceResolved".into(),
-                    status: ConditionStatus::True,
-                    reason: "ServiceResolved".into(),
-                    message: String::new(),
-                }],
-            }
-        })
-        .collect()
 }
 
 /// Heap live after `f`, with what `f` returns kept.
@@ -171,7 +115,7 @@ fn main() {
         // The tables and namespaces go into the indexer and are dropped there: their bytes
         // are added back.
         let start = live();
-        let t = tables(sets, pods, v6);
+        let t = tables(sets, pods, Shape { v6, full: true });
         let namespaces: BTreeSet<String> = t.iter().map(|t| t.namespace.clone()).collect();
         let input = live() - start;
         let before = live();

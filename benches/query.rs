@@ -5,7 +5,7 @@
 //! `cargo bench --bench query`
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -17,59 +17,17 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler};
 use petdns::admin::Metrics;
 use petdns::dns::{Authority, Capture};
-use petdns::identity::{
-    Condition, ConditionStatus, Identity, IdentityState, IdentityTable, Ordinals, PortSpec,
-    SrvPriority,
-};
+use petdns::identity::{IdentityState, IdentityTable};
 use petdns::index::{self, IndexConfig, Indexer, Snapshot};
 
-/// `sets` StatefulSets of `pods` Ready identities each, in namespace `ns-<set / 10>`.
-fn tables(sets: usize, pods: i32) -> Vec<IdentityTable> {
-    (0..sets)
-        .map(|s| {
-            let set = format!("svc-{}", s % 10);
-            IdentityTable {
-                namespace: format!("ns-{}", s / 10),
-                stateful_set: set.clone(),
-                service: set.clone(),
-                ordinals: Ordinals {
-                    start: 0,
-                    replicas: pods,
-                },
-                pod_management_policy: "OrderedReady".into(),
-                publish_not_ready_addresses: false,
-                srv_priority: SrvPriority::Uniform,
-                ports: vec![PortSpec {
-                    name: Some("http".into()),
-                    protocol: "TCP".into(),
-                    port: 80,
-                }],
-                identities: (0..pods)
-                    .map(|o| {
-                        let i = s as u32 * pods as u32 + o as u32;
-                        Identity {
-                            ordinal: o,
-                            pod: format!("{set}-{o}"),
-                            hostname: format!("{set}-{o}"),
-                            addresses: vec![IpAddr::V4(Ipv4Addr::from(0x0af4_0000 + i))],
-                            state: IdentityState::Ready,
-                            published: true,
-                            node: None,
-                            revision: None,
-                            claims: vec![],
-                        }
-                    })
-                    .collect(),
-                conditions: vec![Condition {
-                    type_: "ServiceResolved".into(),
-                    status: ConditionStatus::True,
-                    reason: "ServiceResolved".into(),
-                    message: String::new(),
-                }],
-            }
-        })
-        .collect()
-}
+mod common;
+use common::{Shape, tables};
+
+/// Addresses only, as in the zone files Knot serves.
+const IPV4: Shape = Shape {
+    v6: false,
+    full: false,
+};
 
 fn config() -> IndexConfig {
     IndexConfig {
@@ -96,7 +54,7 @@ fn packet(name: &str, rtype: RecordType) -> Vec<u8> {
 }
 
 fn bench_query(c: &mut Criterion) {
-    let t = tables(1000, 10);
+    let t = tables(1000, 10, IPV4);
     let metrics = Metrics::new();
     let authority = Authority::new(
         Arc::new(ArcSwap::from_pointee(snapshot(&t))),
@@ -145,7 +103,7 @@ fn bench_query(c: &mut Criterion) {
 fn bench_build(c: &mut Criterion) {
     let mut group = c.benchmark_group("index");
     group.sample_size(10);
-    let t = tables(10_000, 10);
+    let t = tables(10_000, 10, IPV4);
     group.bench_function("build, 100,000 identities", |b| b.iter(|| snapshot(&t)));
     // One pod's readiness flips back and forth: only its Service is rebuilt, and the new
     // snapshot shares everything else with the previous one.
