@@ -16,7 +16,7 @@ use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler};
 use petdns::admin::Metrics;
-use petdns::dns::{Authority, Capture};
+use petdns::dns::{Authority, Capture, Scratch};
 use petdns::identity::{IdentityState, IdentityTable};
 use petdns::index::{self, IndexConfig, Indexer, Snapshot};
 
@@ -85,10 +85,15 @@ fn bench_query(c: &mut Criterion) {
         ),
     ] {
         let raw = packet(name, rtype);
-        let (mut out, mut key) = (Vec::with_capacity(4096), Vec::with_capacity(256));
+        let (mut out, mut key) = (Vec::with_capacity(4096), Scratch::new());
         assert!(authority.fast_answer(&raw, &mut out, &mut key, false));
         group.bench_function(format!("{what}, fast path"), |b| {
             b.iter(|| authority.fast_answer(&raw, &mut out, &mut key, false))
+        });
+        let mut cached = Scratch::with_cache(8 << 20);
+        assert!(authority.fast_answer(&raw, &mut out, &mut cached, false));
+        group.bench_function(format!("{what}, fast path, answer cached"), |b| {
+            b.iter(|| authority.fast_answer(&raw, &mut out, &mut cached, false))
         });
         group.bench_function(format!("{what}, hickory path"), |b| {
             b.iter(|| {

@@ -182,6 +182,17 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "PETDNS_UDP_SOCKETS")]
     pub udp_sockets: Option<usize>,
 
+    /// Answer cache of each UDP socket, in MiB: questions asked again are answered from it.
+    /// Exact: emptied whenever the served data changes. 0 turns it off.
+    #[arg(
+        long,
+        value_name = "MIB",
+        env = "PETDNS_ANSWER_CACHE_MIB",
+        default_value_t = 8,
+        value_parser = clap::value_parser!(u32).range(0..=1024)
+    )]
+    pub answer_cache_mib: u32,
+
     /// Open TCP connections at most; at the cap the longest-idle one is closed for a new one.
     #[arg(
         long,

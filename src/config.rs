@@ -63,6 +63,8 @@ pub struct ServeConfig {
     pub forward: Vec<crate::cli::ForwardTarget>,
     pub log_queries: bool,
     pub udp_sockets: usize,
+    /// Bytes of answer cache per UDP socket (0: none).
+    pub answer_cache_bytes: usize,
     pub tcp_max_connections: usize,
     /// Response rate limiting for UDP; `None` when `--rrl-responses-per-second` is 0.
     pub rrl: Option<RrlConfig>,
@@ -152,6 +154,7 @@ impl ServeConfig {
                 .udp_sockets
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
                 .clamp(1, 64),
+            answer_cache_bytes: args.answer_cache_mib as usize * 1024 * 1024,
             tcp_max_connections: args.tcp_max_connections.max(1),
             rrl: (args.rrl_responses_per_second > 0).then_some(RrlConfig {
                 responses_per_second: args.rrl_responses_per_second,

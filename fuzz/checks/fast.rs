@@ -188,7 +188,7 @@ pub fn run(query: &[u8]) {
     if let Some(l) = &walked {
         check_layout(query, l);
     }
-    let (mut out, mut key) = (Vec::new(), Vec::new());
+    let (mut out, mut key) = (Vec::new(), petdns::dns::Scratch::new());
     for server in SERVERS.iter() {
         for tcp in [false, true] {
             if !server.authority.fast_answer(query, &mut out, &mut key, tcp) {

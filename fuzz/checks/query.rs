@@ -8,7 +8,9 @@
 //! query's id, has QR set, and over UDP fits the limit the client was given (its EDNS payload
 //! within [512, cap], or 512 without EDNS). When the fast path answers, the hickory path must
 //! answer the same message (decoded and compared whole, as the unit tests in
-//! `src/dns/fast.rs` do).
+//! `src/dns/fast.rs` do). Over UDP the answer cache is checked too: a question answered
+//! into a cache and then asked again with another id, the RD and CD bits flipped and its name
+//! in another case must get, from the cache, exactly the bytes the fast path computes for it.
 //!
 //! The input is the raw DNS message, so a corpus file is a datagram `dig` could have sent and
 //! a crash reproduces against the real binary as is.
@@ -23,7 +25,7 @@ use hickory_proto::op::{Message, MessageType};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
 use petdns::admin::Metrics;
-use petdns::dns::{Authority, hickory_answer};
+use petdns::dns::{Authority, Scratch, hickory_answer};
 use petdns::index;
 
 /// One `Authority` as a listener configures it.
@@ -81,15 +83,67 @@ struct Answers {
 }
 
 fn answer(server: &Server, runtime: &tokio::runtime::Runtime, query: &[u8], tcp: bool) -> Answers {
-    let (mut out, mut key) = (Vec::new(), Vec::new());
-    let fast = server
-        .authority
-        .fast_answer(query, &mut out, &mut key, tcp)
-        .then_some(out);
+    let fast = fast(server, query, &mut Scratch::new(), tcp);
     // What the listeners send when the fast path does not answer.
     let src: SocketAddr = "192.0.2.99:5353".parse().expect("static address");
     let slow = runtime.block_on(hickory_answer(&server.authority, query, src, tcp));
     Answers { fast, slow }
+}
+
+/// The fast path's answer with `scratch`, `None` when it leaves the query to the hickory path.
+fn fast(server: &Server, query: &[u8], scratch: &mut Scratch, tcp: bool) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    server
+        .authority
+        .fast_answer(query, &mut out, scratch, tcp)
+        .then_some(out)
+}
+
+/// `query` with another id, RD and CD flipped, and the letters of its question name in the
+/// other case (as far as the name's labels can be walked).
+fn variant(query: &[u8]) -> Vec<u8> {
+    let mut v = query.to_vec();
+    if v.len() < 12 {
+        return v;
+    }
+    v[0] ^= 0x5a;
+    v[1] ^= 0xa5;
+    v[2] ^= 0x01;
+    v[3] ^= 0x10;
+    let mut i = 12;
+    while let Some(&len) = v.get(i) {
+        if len == 0 || len > 63 || i + 1 + len as usize > v.len() {
+            break;
+        }
+        for b in &mut v[i + 1..i + 1 + len as usize] {
+            if b.is_ascii_alphabetic() {
+                *b ^= 0x20;
+            }
+        }
+        i += 1 + len as usize;
+    }
+    v
+}
+
+/// The answer cache gives what the fast path computes: for `query` itself (a miss, then a
+/// hit) and for its variant (a hit when the fast path answers both).
+fn cache_agrees(server: &Server, query: &[u8], computed: Option<&[u8]>) {
+    let mut scratch = Scratch::with_cache(1 << 20);
+    for round in ["a miss", "a hit"] {
+        assert_eq!(
+            fast(server, query, &mut scratch, false).as_deref(),
+            computed,
+            "the answer cache changes the answer ({round}, cap {})",
+            server.cap
+        );
+    }
+    let other = variant(query);
+    assert_eq!(
+        fast(server, &other, &mut scratch, false),
+        fast(server, &other, &mut Scratch::new(), false),
+        "a cached answer differs from the computed one for another id, flags or case (cap {})",
+        server.cap
+    );
 }
 
 /// The UDP limit the client was given: its EDNS payload within [512, cap], 512 without EDNS.
@@ -144,6 +198,9 @@ pub fn run(query: &[u8]) {
                 udp_limit(query, server.cap)
             };
             let Answers { fast, slow } = answer(server, &fixture.runtime, query, tcp);
+            if !tcp {
+                cache_agrees(server, query, fast.as_deref());
+            }
             let slow = slow.map(|s| check("hickory path", query, &s, limit));
             if let Some(fast) = fast {
                 let fast = check("fast path", query, &fast, limit);

@@ -65,6 +65,10 @@ pub struct DnsMetrics {
     pub tcp_open: Gauge,
     pub tcp_closed_at_cap: Counter,
     pub tcp_refused: Counter,
+    /// UDP questions answered from a receive loop's answer cache, and those computed and
+    /// then kept in it (`--answer-cache-mib`).
+    pub answer_cache_hits: Counter,
+    pub answer_cache_misses: Counter,
 }
 
 impl DnsMetrics {
@@ -176,6 +180,8 @@ impl Metrics {
             tcp_open: Gauge::default(),
             tcp_closed_at_cap: Counter::default(),
             tcp_refused: Counter::default(),
+            answer_cache_hits: Counter::default(),
+            answer_cache_misses: Counter::default(),
         };
         registry.register(
             "dns_forwarded",
@@ -216,6 +222,16 @@ impl Metrics {
             "dns_tcp_connections_refused",
             "TCP connections refused at --tcp-max-connections because every open one was busy",
             dns.tcp_refused.clone(),
+        );
+        registry.register(
+            "dns_answer_cache_hits",
+            "UDP questions answered from the answer cache (exact: emptied at every new snapshot)",
+            dns.answer_cache_hits.clone(),
+        );
+        registry.register(
+            "dns_answer_cache_misses",
+            "UDP questions answered from the index and kept in the answer cache",
+            dns.answer_cache_misses.clone(),
         );
         let source = SourceMetrics {
             reloads: Counter::default(),

@@ -141,6 +141,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         addr: cfg.listen,
         tcp_idle_timeout: cfg.tcp_idle_timeout,
         udp_sockets: cfg.udp_sockets,
+        answer_cache_bytes: cfg.answer_cache_bytes,
         tcp_max_connections: cfg.tcp_max_connections,
         rrl: cfg.rrl.map(|rrl| {
             info!(

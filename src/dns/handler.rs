@@ -16,6 +16,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponseBuilder;
 use tracing::{debug, info};
 
+use super::cache::AnswerCache;
 use super::fast::{self, FastConfig};
 use super::forward::{Forwarded, Forwarder};
 use crate::admin::DnsMetrics;
@@ -53,13 +54,15 @@ impl Authority {
         &self.metrics
     }
 
-    /// Answers a plain UDP question from pre-encoded bytes into `out`; false sends it down
-    /// the hickory path (anything unusual, forwarding misses, or `--log-queries`).
+    /// Answers a plain question from pre-encoded bytes into `out` (over TCP when `tcp`); false
+    /// sends it down the hickory path (anything unusual, forwarding misses, or
+    /// `--log-queries`). `scratch` is the calling loop's: its name buffer, and over UDP its
+    /// answer cache.
     pub fn fast_answer(
         &self,
         query: &[u8],
         out: &mut Vec<u8>,
-        key: &mut Vec<u8>,
+        scratch: &mut Scratch,
         tcp: bool,
     ) -> bool {
         if self.log_queries {
@@ -71,9 +74,22 @@ impl Authority {
             nxdomain: self.forwarder.is_none(),
             tcp,
         };
-        match fast::answer(&snapshot, query, out, key, cfg) {
-            Some((qtype, rcode)) => {
-                self.metrics.query(qtype, rcode);
+        let cache = match &mut scratch.cache {
+            Some(cache) if !tcp => {
+                cache.follow(&snapshot);
+                Some(cache)
+            }
+            _ => None,
+        };
+        let cached = cache.is_some();
+        match fast::answer(&snapshot, query, out, &mut scratch.key, cfg, cache) {
+            Some(answered) => {
+                self.metrics.query(answered.qtype, answered.rcode);
+                if answered.from_cache {
+                    self.metrics.answer_cache_hits.inc();
+                } else if cached {
+                    self.metrics.answer_cache_misses.inc();
+                }
                 true
             }
             None => false,
@@ -90,6 +106,37 @@ impl Authority {
     pub fn with_forwarder(mut self, forwarder: Arc<Forwarder>) -> Self {
         self.forwarder = Some(forwarder);
         self
+    }
+}
+
+/// What a listener loop keeps between fast-path answers: the name buffer and, for a UDP loop,
+/// its answer cache (`dns/cache.rs`).
+pub struct Scratch {
+    key: Vec<u8>,
+    cache: Option<AnswerCache>,
+}
+
+impl Scratch {
+    /// Without a cache (TCP connections, tests).
+    pub fn new() -> Self {
+        Scratch {
+            key: Vec::with_capacity(256),
+            cache: None,
+        }
+    }
+
+    /// With an answer cache of `bytes` (none for 0).
+    pub fn with_cache(bytes: usize) -> Self {
+        Scratch {
+            key: Vec::with_capacity(256),
+            cache: AnswerCache::new(bytes),
+        }
+    }
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch::new()
     }
 }
 

@@ -1,6 +1,7 @@
 //! The DNS authority: a hickory `RequestHandler` answering from the current index snapshot,
 //! and the UDP/TCP listeners that feed it.
 
+mod cache;
 mod fast;
 mod forward;
 mod handler;
@@ -16,7 +17,7 @@ pub use udp::{Capture, encode, encode_udp};
 pub use wire::{Layout, layout, truncate_to_slip};
 
 pub use forward::{ForwardError, Forwarded, Forwarder};
-pub use handler::Authority;
+pub use handler::{Authority, Scratch};
 pub use reference::hickory_answer;
 pub use rrl::{Rrl, RrlConfig};
 pub use server::{DnsServer, ListenerConfig};

@@ -24,6 +24,8 @@ pub struct ListenerConfig {
     pub tcp_idle_timeout: Duration,
     /// UDP sockets sharing the port (one receive loop each).
     pub udp_sockets: usize,
+    /// Answer cache of each UDP receive loop, in bytes (0: none).
+    pub answer_cache_bytes: usize,
     /// Open TCP connections at most; at the cap the longest-idle one is closed.
     pub tcp_max_connections: usize,
     /// Response rate limiting for UDP (`--rrl-*`); TCP is never limited.
@@ -38,6 +40,7 @@ pub struct DnsServer {
     local_addr: SocketAddr,
     tcp_config: TcpConfig,
     rrl: Option<Arc<Rrl>>,
+    answer_cache_bytes: usize,
 }
 
 impl DnsServer {
@@ -56,6 +59,7 @@ impl DnsServer {
                 max_connections: cfg.tcp_max_connections,
             },
             rrl: cfg.rrl.clone(),
+            answer_cache_bytes: cfg.answer_cache_bytes,
         })
     }
 
@@ -74,10 +78,13 @@ impl DnsServer {
                 shutdown.clone(),
             );
             let runtime = tokio::runtime::Handle::current();
+            let cache_bytes = self.answer_cache_bytes;
             loops.push(
                 std::thread::Builder::new()
                     .name(format!("petdns-udp-{i}"))
-                    .spawn(move || udp::serve(socket, authority, rrl, token, runtime))?,
+                    .spawn(move || {
+                        udp::serve(socket, authority, rrl, cache_bytes, token, runtime)
+                    })?,
             );
         }
         tcp::serve(

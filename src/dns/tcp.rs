@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::udp::formerr;
-use super::{Authority, Capture, wire};
+use super::{Authority, Capture, Scratch, wire};
 use crate::admin::DnsMetrics;
 
 #[derive(Clone, Copy, Debug)]
@@ -155,7 +155,7 @@ async fn connection(
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
-    let (mut out, mut key) = (Vec::with_capacity(1232), Vec::with_capacity(256));
+    let (mut out, mut scratch) = (Vec::with_capacity(1232), Scratch::new());
     // Bytes read and not yet answered are `input[start..]`; one read takes whatever the client
     // has sent (often several queries), and the replies to all of them leave in one write.
     let mut input: Vec<u8> = Vec::with_capacity(4096);
@@ -176,7 +176,8 @@ async fn connection(
         }
         while let Some(len) = whole_message(&input[start..]) {
             let query = &input[start + 2..start + 2 + len];
-            let reply: Option<&[u8]> = if authority.fast_answer(query, &mut out, &mut key, true) {
+            let reply: Option<&[u8]> = if authority.fast_answer(query, &mut out, &mut scratch, true)
+            {
                 Some(&out)
             } else {
                 out = slow(query, src, authority).await;

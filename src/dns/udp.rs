@@ -24,18 +24,20 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::rrl::Rrl;
-use super::{Authority, wire};
+use super::{Authority, Scratch, wire};
 
 /// Largest datagram read; anything longer is truncated by the kernel and fails to parse.
 const RECV_BUFFER: usize = 4096;
 
 /// Receives on `socket` until `shutdown`, on the calling (dedicated) thread: a blocking
 /// receive and send per query cost two system calls, where a readiness-driven loop costs four.
-/// The hickory path runs as tasks on `runtime`.
+/// The hickory path runs as tasks on `runtime`. The loop keeps an answer cache of
+/// `answer_cache_bytes` (`dns/cache.rs`).
 pub fn serve(
     socket: Arc<UdpSocket>,
     authority: Arc<Authority>,
     rrl: Option<Arc<Rrl>>,
+    answer_cache_bytes: usize,
     shutdown: CancellationToken,
     runtime: Handle,
 ) {
@@ -45,7 +47,7 @@ pub fn serve(
     }
     let mut buf = vec![0u8; RECV_BUFFER];
     let mut out = Vec::with_capacity(1232);
-    let mut key = Vec::with_capacity(256);
+    let mut scratch = Scratch::with_cache(answer_cache_bytes);
     while !shutdown.is_cancelled() {
         let (n, src) = match socket.recv_from(&mut buf) {
             Ok(r) => r,
@@ -67,7 +69,7 @@ pub fn serve(
             continue;
         }
         let query = &buf[..n];
-        if authority.fast_answer(query, &mut out, &mut key, false) {
+        if authority.fast_answer(query, &mut out, &mut scratch, false) {
             if let Some(rrl) = &rrl
                 && !rrl.admit(src.ip(), &mut out)
             {

@@ -101,6 +101,59 @@ fn hot_reload_scale_up_is_answered_within_one_second() {
     assert!(s.metric("petdns_reloads_total").unwrap() > reloads);
 }
 
+/// The answer cache of a UDP loop: a question asked again is answered from it (the hit
+/// counter moves, the answer is the same), and an edit is answered at once, never from the
+/// cache; `--answer-cache-mib 0` turns it off.
+#[test]
+fn answers_cached_over_udp_follow_every_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let [file] = copy_into(dir.path(), &[example("kubia.yaml")])
+        .try_into()
+        .unwrap();
+    // One UDP socket, so that every question meets the same cache.
+    let s = Options::new(&[&file]).args(&["--udp-sockets", "1"]).start();
+    let hits = |s: &Server| {
+        s.metric("petdns_dns_answer_cache_hits_total")
+            .unwrap_or(0.0)
+    };
+    let srv = || {
+        let d = s.dig(&["SRV", KUBIA_SET]);
+        let mut a = d.answers("SRV");
+        a.sort();
+        a
+    };
+    let first = srv();
+    assert_eq!(first.len(), 2, "{first:?}");
+    let before = hits(&s);
+    assert_eq!(srv(), first);
+    assert_eq!(hits(&s), before + 1.0, "{}", s.metrics());
+    s.dig(&["A", "kubia-2.kubia.default.svc.cluster.local."])
+        .assert_negative("NXDOMAIN");
+
+    let generation = s.generation();
+    replace_file(&file, &read(&file).replace("replicas: 2", "replicas: 3"));
+    poll(Duration::from_secs(5), || {
+        (s.generation() > generation).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no reload\n{}", s.log_dump()));
+    // The first question after the new snapshot is answered from it.
+    assert_eq!(srv().len(), 3);
+    let d = s.dig(&["A", "kubia-2.kubia.default.svc.cluster.local."]);
+    assert_eq!(d.answers("A"), ["192.0.2.3"], "{d}");
+
+    let off = Options::new(&[&file])
+        .args(&["--udp-sockets", "1", "--answer-cache-mib", "0"])
+        .start();
+    for _ in 0..3 {
+        assert_eq!(off.dig(&["SRV", KUBIA_SET]).answers("SRV").len(), 3);
+    }
+    assert_eq!(hits(&off), 0.0);
+    assert_eq!(
+        off.metric("petdns_dns_answer_cache_misses_total"),
+        Some(0.0)
+    );
+}
+
 /// An invalid edit is rejected with file and line; the last good state keeps serving.
 #[test]
 fn invalid_edit_keeps_serving_the_last_good_state() {
