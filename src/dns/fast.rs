@@ -412,14 +412,22 @@ mod tests {
         }
     }
 
-    fn authority() -> Authority {
-        let cfg = IndexConfig {
+    /// The index settings of these tests, with the name server's addresses.
+    fn config(ns_addresses: Vec<IpAddr>) -> IndexConfig {
+        IndexConfig {
             zone: Name::from_ascii("cluster.local.").unwrap(),
             ttl: 5,
             negative_ttl: 7,
-            ns_addresses: vec!["192.0.2.53".parse().unwrap()],
-        };
-        let ns: BTreeSet<String> = ["default".to_string()].into();
+            ns_addresses,
+        }
+    }
+
+    fn namespaces() -> BTreeSet<String> {
+        ["default".to_string()].into()
+    }
+
+    fn authority() -> Authority {
+        let (cfg, ns) = (config(vec!["192.0.2.53".parse().unwrap()]), namespaces());
         let snap = index::build(&[table()], &ns, &cfg, 1, 42);
         Authority::new(
             Arc::new(ArcSwap::from_pointee(snap)),
@@ -608,13 +616,7 @@ mod tests {
                 i
             })
             .collect();
-        let cfg = IndexConfig {
-            zone: Name::from_ascii("cluster.local.").unwrap(),
-            ttl: 5,
-            negative_ttl: 7,
-            ns_addresses: vec![],
-        };
-        let ns: BTreeSet<String> = ["default".to_string()].into();
+        let (cfg, ns) = (config(vec![]), namespaces());
         Authority::new(
             Arc::new(ArcSwap::from_pointee(index::build(&[t], &ns, &cfg, 1, 42))),
             Metrics::new().dns.clone(),
@@ -751,13 +753,7 @@ mod tests {
     /// A new snapshot empties the cache: a pod that became Ready is answered at once.
     #[test]
     fn a_new_snapshot_is_answered_from_at_once() {
-        let cfg = IndexConfig {
-            zone: Name::from_ascii("cluster.local.").unwrap(),
-            ttl: 5,
-            negative_ttl: 7,
-            ns_addresses: vec![],
-        };
-        let ns: BTreeSet<String> = ["default".to_string()].into();
+        let (cfg, ns) = (config(vec![]), namespaces());
         let swap = Arc::new(ArcSwap::from_pointee(index::build(
             &[table()],
             &ns,
