@@ -19,6 +19,7 @@ use hickory_server::zone_handler::MessageResponse;
 use std::net::UdpSocket;
 use std::time::Duration;
 
+use rustix::net::{RecvFlags, SendFlags};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -49,7 +50,7 @@ pub fn serve(
     let mut out = Vec::with_capacity(1232);
     let mut scratch = Scratch::with_cache(answer_cache_bytes);
     while !shutdown.is_cancelled() {
-        let (n, src) = match socket.recv_from(&mut buf) {
+        let (n, src) = match recv_from(&socket, &mut buf) {
             Ok(r) => r,
             Err(error)
                 if matches!(
@@ -75,7 +76,7 @@ pub fn serve(
             {
                 continue;
             }
-            if let Err(error) = socket.send_to(&out, src) {
+            if let Err(error) = rustix::net::sendto(&*socket, &out, SendFlags::empty(), &src) {
                 debug!(%error, %src, "UDP send error");
             }
             continue;
@@ -93,6 +94,19 @@ pub fn serve(
         let authority = authority.clone();
         runtime.spawn(async move { slow(bytes, responder, authority).await });
     }
+}
+
+/// One datagram into `buf`, and who sent it. A plain system call: the standard library's goes
+/// through glibc's `recvfrom`, a cancellation point that updates the thread's cancellation state
+/// twice per call once the process has threads (1.4 % of the server's CPU at 150,000 qps, in
+/// `perf`, where the single-threaded floor pays none of it).
+fn recv_from(socket: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    let (n, _, src) = rustix::net::recvfrom(socket, buf, RecvFlags::empty())?;
+    // A UDP socket of ours always has an IPv4 or IPv6 sender.
+    let src = src
+        .and_then(|a| SocketAddr::try_from(a).ok())
+        .ok_or_else(|| std::io::Error::other("datagram without an IP sender"))?;
+    Ok((n, src))
 }
 
 /// The hickory path: full parse, the request handler, hickory's encoder.
