@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::Record;
@@ -49,7 +50,17 @@ pub fn serve(
     let mut buf = vec![0u8; RECV_BUFFER];
     let mut out = Vec::with_capacity(1232);
     let mut scratch = Scratch::with_cache(answer_cache_bytes);
-    while !shutdown.is_cancelled() {
+    // A flag, not `shutdown.is_cancelled()` per datagram: that takes the token's mutex (0.7 % of
+    // the server's CPU at 150,000 qps, in `perf`).
+    let stop = Arc::new(AtomicBool::new(false));
+    runtime.spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown.cancelled().await;
+            stop.store(true, Ordering::Relaxed);
+        }
+    });
+    while !stop.load(Ordering::Relaxed) {
         let (n, src) = match recv_from(&socket, &mut buf) {
             Ok(r) => r,
             Err(error)
