@@ -19,20 +19,61 @@ fn release_free_memory() {
     unsafe { libmimalloc_sys::mi_collect(true) }
 }
 
+/// `mi_option_allow_thp` in mimalloc v2's `mimalloc.h` (as `MI_OPTION_PURGE_DELAY` below).
+#[cfg(target_os = "linux")]
+const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 37;
+
+#[cfg(target_os = "linux")]
+unsafe extern "C" {
+    /// mimalloc v2's `mi_arena_area`: the start and size of arena `id` (1, 2, ...), null past
+    /// the last.
+    fn mi_arena_area(id: libc::c_int, size: *mut usize) -> *mut libc::c_void;
+}
+
 /// Transparent huge pages off for this process (unless `MIMALLOC_ALLOW_THP` is set, which
-/// mimalloc then follows). The allocator asks for huge pages, and a fault on one zeroes 2 MiB:
-/// loading 100,000 pods spent 64 % of its CPU in `clear_page_erms` under
-/// `do_huge_pmd_anonymous_page`, and took 2.2 to 2.3 s with them against 0.80 to 0.84 s
-/// without (three runs each, same build; see docs/performance.md).
+/// mimalloc then follows), except for memory advised for them: the UDP answer caches
+/// (`src/dns/cache.rs`), whose random reads over megabytes missed the TLB on small pages.
+/// mimalloc advises its own arenas for THP, and a fault on a huge page zeroes 2 MiB: loading
+/// 100,000 pods spent 64 % of its CPU in `clear_page_erms` under `do_huge_pmd_anonymous_page`,
+/// and took 2.2 to 2.3 s with them against 0.80 to 0.84 s without (three runs each, same build;
+/// see docs/performance.md). So mimalloc is told to advise no more, the arena it reserved
+/// before `main` is advised back, and THP is turned off for all memory not advised for it.
+/// Kernels before 6.18 know no such exception: THP is then off for all of the process.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn disable_transparent_huge_pages() {
+    /// `PR_THP_DISABLE_EXCEPT_ADVISED` of Linux 6.18's `prctl.h` (not in the libc crate).
+    const EXCEPT_ADVISED: libc::c_ulong = 1 << 1;
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
         return;
     }
-    // SAFETY: PR_SET_THP_DISABLE takes plain integers and sets a flag on this process's
-    // memory map; it touches no memory of ours. On failure THP simply stays as it was.
-    let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    // SAFETY: mi_option_set writes one integer of mimalloc's option table, which may be set at
+    // any time. mi_arena_area only reads mimalloc's arena table, and madvise with
+    // MADV_NOHUGEPAGE changes no contents, only how the arena's pages may be backed.
+    // PR_SET_THP_DISABLE takes plain integers and sets a flag on this process's memory map.
+    // Older kernels refuse the flag (EINVAL), and THP is then turned off whole; on failure THP
+    // simply stays as it was.
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_ALLOW_THP, 0);
+        for id in 1.. {
+            let mut size = 0usize;
+            let start = mi_arena_area(id, &mut size);
+            if start.is_null() {
+                break;
+            }
+            let _ = libc::madvise(start, size, libc::MADV_NOHUGEPAGE);
+        }
+        if libc::prctl(
+            libc::PR_SET_THP_DISABLE,
+            1 as libc::c_ulong,
+            EXCEPT_ADVISED,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        ) != 0
+        {
+            let _ = libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+        }
+    }
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -15,8 +15,17 @@
 //! turn into a ring, the oldest overwritten first, and a table of positions finds them (four
 //! slots probed per lookup); an entry whose bytes the ring has since reused is stale and is
 //! neither found nor needed.
+//!
+//! The table and the ring live in one anonymous mapping that starts on a 2 MiB boundary and is
+//! advised for transparent huge pages (`src/main.rs` leaves THP on for advised memory only):
+//! every hit is two dependent reads at random places in megabytes, and with 4 KiB pages each
+//! also missed the TLB. Measured by `bench/ab.py` (four runs each, in turn), the server's user
+//! time per query was 0.89 us with small pages and 0.79 us with huge ones at 150,000 qps, 0.66
+//! and 0.55 us at 250,000 offered.
 
 use std::sync::{Arc, Weak};
+
+use memmap2::MmapMut;
 
 use hickory_proto::op::ResponseCode;
 
@@ -30,6 +39,8 @@ const PROBES: usize = 4;
 /// Ring bytes per table slot: entries are 60 (a pod's A) to about 1,200 bytes (an SRV answer
 /// with glue), so the table has room for every entry the ring can hold.
 const BYTES_PER_SLOT: usize = 64;
+/// A transparent huge page on x86-64 and (with 4 KiB base pages) arm64.
+const HUGE_PAGE: usize = 2 << 20;
 
 /// A response found in the cache, written into the caller's buffer.
 pub struct Hit {
@@ -37,14 +48,19 @@ pub struct Hit {
 }
 
 pub struct AnswerCache {
-    /// Entries back to back; grows to `capacity` on the first lap, then is written over.
-    ring: Vec<u8>,
+    /// The table, then the ring: `slots` native-endian `u64`s, each the logical position + 1 of
+    /// an entry (0 for none), then `capacity` bytes of entries back to back, written over lap
+    /// after lap. Mapped, not touched: pages become resident as they are written.
+    map: MmapMut,
+    /// Where the table starts in `map` (the first 2 MiB boundary).
+    start: usize,
+    slots: usize,
     capacity: usize,
     /// Logical position of the next write: the ring offset is `head % capacity`.
     head: u64,
-    /// Logical position + 1 of an entry, 0 for none.
-    table: Box<[u64]>,
-    /// `64 - log2(table.len())`: the hash's top bits index the table.
+    /// Whether anything was written since the table was last cleared.
+    dirty: bool,
+    /// `64 - log2(slots)`: the hash's top bits index the table.
     shift: u32,
     /// The snapshot the entries were computed from. A weak reference keeps its allocation, so
     /// no later snapshot can have its address while the cache compares against it.
@@ -52,22 +68,51 @@ pub struct AnswerCache {
 }
 
 impl AnswerCache {
-    /// A cache of at most `bytes` of entries (plus a table of an eighth of that); `None` for 0.
+    /// A cache of at most `bytes` of entries (plus a table of an eighth of that); `None` for 0,
+    /// or when the memory cannot be mapped.
     pub fn new(bytes: usize) -> Option<Self> {
         if bytes == 0 {
             return None;
         }
-        let bytes = bytes.max(4096);
-        let slots = (bytes / BYTES_PER_SLOT).next_power_of_two();
+        let capacity = bytes.max(4096);
+        let slots = (capacity / BYTES_PER_SLOT).next_power_of_two();
+        let len = slots * 8 + capacity;
+        let map = match MmapMut::map_anon(len + HUGE_PAGE) {
+            Ok(map) => map,
+            Err(error) => {
+                tracing::warn!(%error, bytes = len, "no memory for the answer cache: answering without it");
+                return None;
+            }
+        };
+        let start = map.as_ptr().align_offset(HUGE_PAGE).min(HUGE_PAGE);
+        // Only a hint: without THP (another kernel, `never`) the pages are small.
+        #[cfg(target_os = "linux")]
+        let _ = map.advise_range(memmap2::Advice::HugePage, start, len);
         Some(AnswerCache {
-            // Reserved, not touched: pages become resident as entries are written.
-            ring: Vec::new(),
-            capacity: bytes,
+            map,
+            start,
+            slots,
+            capacity,
             head: 0,
-            table: Vec::new().into_boxed_slice(),
+            dirty: false,
             shift: 64 - slots.trailing_zeros(),
             snapshot: Weak::new(),
         })
+    }
+
+    fn slot(&self, i: usize) -> u64 {
+        let at = self.start + i * 8;
+        u64::from_ne_bytes(self.map[at..at + 8].try_into().unwrap_or([0; 8]))
+    }
+
+    fn set_slot(&mut self, i: usize, value: u64) {
+        let at = self.start + i * 8;
+        self.map[at..at + 8].copy_from_slice(&value.to_ne_bytes());
+    }
+
+    fn ring(&self) -> &[u8] {
+        let at = self.start + self.slots * 8;
+        &self.map[at..at + self.capacity]
     }
 
     /// Drops every entry unless they were computed from `snapshot`.
@@ -76,11 +121,9 @@ impl AnswerCache {
             return;
         }
         self.snapshot = Arc::downgrade(snapshot);
-        if self.table.is_empty() {
-            self.table = vec![0u64; 1 << (64 - self.shift)].into_boxed_slice();
-            self.ring.reserve_exact(self.capacity);
-        } else {
-            self.table.fill(0);
+        if self.dirty {
+            self.map[self.start..self.start + self.slots * 8].fill(0);
+            self.dirty = false;
         }
     }
 
@@ -97,7 +140,7 @@ impl AnswerCache {
     ) -> Option<Hit> {
         let hash = hash(key, qtype, payload);
         let at = self.find(hash, key, qtype, payload)?;
-        let e = &self.ring[at..];
+        let e = &self.ring()[at..];
         let rest_len = u16::from_le_bytes([e[14], e[15]]) as usize;
         let rest = &e[ENTRY_HEAD + key.len()..ENTRY_HEAD + key.len() + rest_len];
         out.clear();
@@ -124,7 +167,7 @@ impl AnswerCache {
         rcode: ResponseCode,
         response: &[u8],
     ) {
-        if self.table.is_empty() || response.len() < end {
+        if self.snapshot.strong_count() == 0 || response.len() < end {
             return;
         }
         let rest_len = response.len() - (end - HEADER);
@@ -140,10 +183,9 @@ impl AnswerCache {
         }
         let pos = self.head;
         self.head += len as u64;
-        if self.ring.len() < at + len {
-            self.ring.resize(at + len, 0);
-        }
-        let e = &mut self.ring[at..at + len];
+        self.dirty = true;
+        let base = self.start + self.slots * 8 + at;
+        let e = &mut self.map[base..base + len];
         e[..8].copy_from_slice(&hash.to_le_bytes());
         e[8] = key.len() as u8;
         e[9] = u16::from(rcode) as u8;
@@ -156,36 +198,36 @@ impl AnswerCache {
         rest[HEADER..].copy_from_slice(&response[end..]);
         // An empty or stale slot of the four, else the oldest entry's.
         let first = (hash >> self.shift) as usize;
-        let mask = self.table.len() - 1;
+        let mask = self.slots - 1;
         let mut victim = first;
         for i in 0..PROBES {
             let slot = (first + i) & mask;
-            let p = self.table[slot];
+            let p = self.slot(slot);
             if p == 0 || !self.intact(p - 1) {
                 victim = slot;
                 break;
             }
-            if p < self.table[victim] {
+            if p < self.slot(victim) {
                 victim = slot;
             }
         }
-        self.table[victim] = pos + 1;
+        self.set_slot(victim, pos + 1);
     }
 
     /// The ring offset of the entry for this question, if it is cached and intact.
     fn find(&self, hash: u64, key: &[u8], qtype: u16, payload: u16) -> Option<usize> {
-        if self.table.is_empty() {
+        if !self.dirty {
             return None;
         }
         let first = (hash >> self.shift) as usize;
-        let mask = self.table.len() - 1;
+        let mask = self.slots - 1;
         for i in 0..PROBES {
-            let p = self.table[(first + i) & mask];
+            let p = self.slot((first + i) & mask);
             if p == 0 || !self.intact(p - 1) {
                 continue;
             }
             let at = ((p - 1) % self.capacity as u64) as usize;
-            let e = &self.ring[at..];
+            let e = &self.ring()[at..];
             if e[..8] == hash.to_le_bytes()
                 && e[8] as usize == key.len()
                 && e[10..12] == qtype.to_le_bytes()
