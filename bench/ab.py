@@ -6,7 +6,8 @@
 
 Each NAME=BINARY[:ARG,ARG...] is started on CPU 0 on the large cluster of bench/run.py
 (bench/out/large, made by a run of bench/run.py), dnsperf offers each rate on CPU 1 for --secs
-seconds over the mixed questions, and the server's user and system time come from /proc (all
+seconds over the mixed questions (with EDNS; with --no-edns without it, where
+answers over 512 bytes are sent truncated), and the server's user and system time come from /proc (all
 threads). Runs alternate between the servers rep by rep, so a slow spell of a shared machine
 falls on all of them. Prints each run, the answer-cache counters, and medians.
 """
@@ -39,6 +40,7 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--secs", type=int, default=6)
     ap.add_argument("--port", type=int, default=5397)
+    ap.add_argument("--no-edns", action="store_true", help="ask without EDNS (512-byte answers)")
     a = ap.parse_args()
     qfile = os.path.join(LARGE, "queries-mix.txt")
     if not os.path.exists(qfile):
@@ -74,7 +76,7 @@ def main():
                         u0, s0 = ticks(p.pid)
                         out = subprocess.run(["taskset", "-c", "1", "dnsperf", "-s", "127.0.0.1", "-p", str(a.port),
                                               "-d", qfile, "-l", str(a.secs), "-Q", str(rate), "-c", "32", "-q", "500",
-                                              "-e"], capture_output=True, text=True).stdout
+                                              *([] if a.no_edns else ["-e"])], capture_output=True, text=True).stdout
                         u1, s1 = ticks(p.pid)
                         n = int(re.search(r"Queries completed:\s+(\d+)", out).group(1))
                         user, system = (u1 - u0) / tck / n * 1e6, (s1 - s0) / tck / n * 1e6

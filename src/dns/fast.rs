@@ -5,10 +5,11 @@
 //! lookup). A fixed name's pre-encoded response is copied out with the client's id, flags and
 //! question (its spelling, for 0x20) copied in; any other name's records are written after the
 //! client's question by `WireSink`, from the compact index. Glue that does not fit is left out
-//! whole, as on the hickory path. Anything unusual (other opcodes, EDNS versions or options
-//! beyond the plain OPT, several questions, ANY and zone transfers, answers that would need
-//! truncation, names outside the zones, before the first load) returns `None` and goes to the
-//! hickory path, which is the reference for every answer the fast path gives.
+//! whole, as on the hickory path; answers that do not fit are left out whole, with TC (the
+//! client asks again over TCP). Anything unusual (other opcodes, EDNS versions or options
+//! beyond the plain OPT, several questions, ANY and zone transfers, names outside the zones,
+//! before the first load) returns `None` and goes to the hickory path, which is the reference
+//! for every answer the fast path gives.
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -167,10 +168,18 @@ pub fn answer(
                 out.truncate(cut);
                 out[10..12].copy_from_slice(&[0, 0]);
             }
-            // Whole-RRset truncation is the hickory path's job.
-            _ => {
+            // A negative answer over the estimate (a name of nearly 255 bytes): the hickory
+            // path sends it whole, as it always has.
+            _ if out[6..8] == [0, 0] => {
                 out.clear();
                 return None;
+            }
+            // The answers do not fit: none of them, with TC, and the client asks again over
+            // TCP (a partial record set would pass for the whole one).
+            _ => {
+                out.truncate(q.end);
+                out[2] |= 0x02;
+                out[6..12].fill(0);
             }
         }
     }
@@ -601,9 +610,14 @@ mod tests {
     /// `web` with 6 Ready dual-stack pods: an SRV answer of 6 targets and 12 glue records,
     /// larger than 512 bytes.
     fn six_dual_stack_targets() -> Authority {
+        dual_stack_targets(6)
+    }
+
+    /// `web` with `n` Ready dual-stack pods.
+    fn dual_stack_targets(n: i32) -> Authority {
         let mut t = table();
-        t.ordinals.replicas = 6;
-        t.identities = (0..6)
+        t.ordinals.replicas = n;
+        t.identities = (0..n)
             .map(|o| {
                 let mut i = t.identities[0].clone();
                 i.ordinal = o;
@@ -625,8 +639,7 @@ mod tests {
     }
 
     /// An SRV answer whose glue does not fit (6 dual-stack targets, 512 bytes without EDNS):
-    /// the fast path leaves the glue out without TC, as the hickory path does; when the
-    /// answer itself does not fit, it leaves the question to the hickory path (TC).
+    /// the fast path leaves the glue out without TC, as the hickory path does.
     #[test]
     fn glue_that_does_not_fit_is_left_out_on_the_fast_path() {
         let a = six_dual_stack_targets();
@@ -679,6 +692,57 @@ mod tests {
         }
         // The glue goes in at the same payload in both spellings (as 2 x 82 payloads show).
         assert_eq!(fast_count, 2 * (800 - 719 + 1), "answers with their glue");
+    }
+
+    /// Answers that do not fit (an SRV answer of 24 targets, 24 A and 24 AAAA records) are
+    /// sent with TC and nothing else by the fast path, as by the hickory path; without EDNS,
+    /// and at every payload around the thresholds, in both spellings; and from the cache.
+    #[test]
+    fn answers_that_do_not_fit_are_truncated_on_the_fast_path() {
+        let a = dual_stack_targets(24);
+        let mut cached = crate::dns::Scratch::with_cache(1 << 20);
+        let (mut truncated, mut whole) = (0, 0);
+        for name in [
+            "_web._tcp.nginx.default.svc.cluster.local.",
+            "_WeB._tCp.NGINX.default.svc.cluster.local.",
+            "nginx.default.svc.cluster.local.",
+            "NGINX.default.svc.cluster.local.",
+        ] {
+            for rtype in [RecordType::SRV, RecordType::A, RecordType::AAAA] {
+                let payloads = std::iter::once(None).chain((512..=1400).step_by(3).map(Some));
+                for payload in payloads {
+                    let q = query(name, rtype, payload, true, false);
+                    let (fast, slow) = both(&a, &q);
+                    let what = format!("{name} {rtype} payload {payload:?}");
+                    let fast = fast.unwrap_or_else(|| panic!("{what}: no fast answer"));
+                    assert_eq!(fast, slow, "{what}");
+                    if fast.metadata.truncation {
+                        assert!(
+                            fast.answers.is_empty() && fast.additionals.is_empty(),
+                            "{what}"
+                        );
+                        truncated += 1;
+                    } else if !fast.answers.is_empty() {
+                        whole += 1;
+                    }
+                    let bytes = fast_with(&a, &q, &mut crate::dns::Scratch::new());
+                    assert_eq!(fast_with(&a, &q, &mut cached), bytes, "{what}");
+                    assert_eq!(fast_with(&a, &q, &mut cached), bytes, "{what}, cached");
+                }
+            }
+        }
+        // Without EDNS no set of 24 fits; with a large enough payload every one does.
+        assert!(truncated >= 4 * 3, "{truncated} truncated");
+        assert!(whole >= 4 * 3, "{whole} whole");
+        let q = query(
+            "_web._tcp.nginx.default.svc.cluster.local.",
+            RecordType::SRV,
+            None,
+            true,
+            false,
+        );
+        let tc = Message::from_vec(&fast_with(&a, &q, &mut cached).unwrap()).unwrap();
+        assert!(tc.metadata.truncation && tc.metadata.authoritative);
     }
 
     /// The fast path's answer with `scratch`.
